@@ -1,0 +1,1 @@
+from .backbones import MambaOut  # noqa: F401

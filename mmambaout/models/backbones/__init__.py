@@ -1,0 +1,3 @@
+from .mambaout import MambaOut
+
+__all__ = ['MambaOut']

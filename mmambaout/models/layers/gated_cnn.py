@@ -1,0 +1,37 @@
+"""The Gated CNN block: a Mamba block without its state-space model."""
+import torch
+from mmcv.cnn.bricks import DropPath
+from torch import nn
+
+
+class GatedCNNBlock(nn.Module):
+    """LN → fc1 → split (gate g, identity i, conv c) → depthwise conv on c → fc2(act(g)·[i, c]).
+
+    Works on NHWC tensors. Only ``conv_ratio·dim`` channels are convolved (the paper's choice for
+    speed); the rest pass through unchanged and are gated all the same.
+    """
+
+    def __init__(self, dim: int, expansion_ratio: float = 8 / 3, kernel_size: int = 7,
+                 conv_ratio: float = 1.0, drop_path: float = 0., eps: float = 1e-6):
+        super().__init__()
+        hidden = int(expansion_ratio * dim)
+        conv_channels = int(conv_ratio * dim)
+        self.hidden = hidden
+        self.identity_channels = hidden - conv_channels
+        self.norm = nn.LayerNorm(dim, eps=eps)
+        self.fc1 = nn.Linear(dim, 2 * hidden)
+        self.act = nn.GELU()
+        self.conv = nn.Conv2d(conv_channels, conv_channels, kernel_size,
+                              padding=kernel_size // 2, groups=conv_channels)
+        self.fc2 = nn.Linear(hidden, dim)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        g, ic = torch.split(self.fc1(self.norm(x)), self.hidden, dim=-1)
+        c = ic[..., self.identity_channels:]
+        mixed = self.conv(c.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        if torch.is_grad_enabled():  # autograd still needs fc1's output (the gate): no overwrite
+            ic = torch.cat((ic[..., :self.identity_channels], mixed), dim=-1)
+        else:  # inference: write the mixed channels back in place, saving a full-size concat
+            c.copy_(mixed)
+        return self.drop_path(self.fc2(self.act(g).mul_(ic))).add_(x)

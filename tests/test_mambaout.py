@@ -1,0 +1,238 @@
+import logging
+import subprocess
+import sys
+
+import pytest
+import timm
+import torch
+from mmengine.logging import MMLogger
+
+from mmambaout.models.backbones.mambaout import MambaOut, convert_mambaout_checkpoint
+
+
+def timm_to_official(state):
+    """The documented official ← timm key mapping, written independently of the package."""
+    renames = [('stem.', 'downsample_layers.0.')] + [
+        (f'stages.{i}.downsample.', f'downsample_layers.{i}.') for i in (1, 2, 3)]
+    renames += [('head.pre_logits.fc.', 'head.fc1.'), ('head.pre_logits.norm.', 'head.norm.'),
+                ('head.fc.', 'head.fc2.'), ('head.norm.', 'norm.')]
+    out = {}
+    for key, value in state.items():
+        for old, new in renames:
+            if key.startswith(old):
+                key = new + key[len(old):]
+                break
+        out[key.replace('.blocks.', '.')] = value
+    return out
+
+
+def stage_features(model, stages, x):
+    """NHWC output of every stage, captured by hooks."""
+    feats = []
+    hooks = [s.register_forward_hook(lambda m, i, o: feats.append(o)) for s in stages]
+    with torch.no_grad():
+        model(x)
+    for h in hooks:
+        h.remove()
+    return feats
+
+
+@pytest.fixture(scope='module')
+def timm_femto():
+    torch.manual_seed(0)
+    return timm.create_model('mambaout_femto', pretrained=False).eval()
+
+
+@pytest.mark.parametrize('fmt', ['timm', 'official', 'official_wrapped'])
+def test_pretrained_equals_timm(tmp_path, timm_femto, fmt):
+    state = timm_femto.state_dict()
+    if fmt != 'timm':
+        state = timm_to_official(state)
+    if fmt == 'official_wrapped':
+        state = {'model': state}
+    path = tmp_path / 'ckpt.pth'
+    torch.save(state, path)
+    ours = MambaOut('femto', init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    ours.init_weights()
+    x = torch.randn(1, 3, 70, 100)  # sides not multiples of 32
+    theirs = stage_features(timm_femto, [s.blocks for s in timm_femto.stages], x)
+    mine = stage_features(ours.eval(), ours.stages, x)
+    assert len(mine) == 4
+    for a, b in zip(mine, theirs):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('arch', ['femto', 'kobe', 'tiny', 'small', 'base'])
+def test_param_count_matches_timm(arch):
+    ours = MambaOut(arch, out_indices=(3, ))
+    theirs = timm.create_model(f'mambaout_{arch}', pretrained=False, num_classes=0)
+    n_ours = sum(p.numel() for n, p in ours.named_parameters() if not n.startswith('norm'))
+    n_theirs = sum(p.numel() for n, p in theirs.named_parameters() if not n.startswith('head'))
+    assert n_ours == n_theirs
+
+
+@pytest.mark.parametrize('arch,out_indices', [
+    ('femto', (0, 1, 2, 3)), ('kobe', (1, 3)), ('tiny', (2, )), ('small', (-1, )),
+    ('base', (0, 3)), (dict(depths=(1, 1, 1, 1), dims=(8, 16, 24, 32)), (0, 1, 2, 3))])
+def test_output_shapes(arch, out_indices):
+    model = MambaOut(arch, out_indices=out_indices).eval()
+    dims = model.dims
+    with torch.no_grad():
+        outs = model(torch.randn(2, 3, 64, 96))
+    expected = [(2, dims[i], 64 // 2**(i + 2), 96 // 2**(i + 2))
+                for i in (j % 4 for j in out_indices)]
+    assert [tuple(o.shape) for o in outs] == expected
+    assert all(o.is_contiguous() for o in outs)
+
+
+def test_odd_input_size():
+    outs = MambaOut('femto')(torch.randn(1, 3, 33, 47))
+    assert [o.shape[-2:] for o in outs] == [(9, 12), (5, 6), (3, 3), (2, 2)]
+
+
+@pytest.mark.parametrize('frozen', [0, 2])
+def test_frozen_stages(frozen):
+    model = MambaOut('femto', frozen_stages=frozen)
+    model.train()
+    frozen_modules = [model.downsample_layers[0]]
+    frozen_modules += [m for i in range(frozen) for m in
+                       (model.downsample_layers[i], model.stages[i], getattr(model, f'norm{i}'))]
+    frozen_ids = {id(p) for m in frozen_modules for p in m.parameters()}
+    for m in frozen_modules:
+        assert not m.training
+    for p in model.parameters():
+        assert p.requires_grad == (id(p) not in frozen_ids)
+    # gradients never reach frozen weights
+    sum(o.sum() for o in model(torch.randn(1, 3, 32, 32))).backward()
+    assert all(p.grad is None for p in model.downsample_layers[0].parameters())
+    assert model.stages[3][0].fc1.weight.grad is not None
+
+
+def test_with_cp_matches_plain():
+    torch.manual_seed(0)
+    plain = MambaOut('femto', drop_path_rate=0.)
+    ckpt = MambaOut('femto', with_cp=True)
+    ckpt.load_state_dict(plain.state_dict())
+    x = torch.randn(1, 3, 32, 32)
+    for m in (plain, ckpt):
+        sum(o.sum() for o in m(x)).backward()
+    torch.testing.assert_close(ckpt.stages[0][0].fc1.weight.grad,
+                               plain.stages[0][0].fc1.weight.grad)
+
+
+def test_drop_path_rates_rise_linearly():
+    model = MambaOut('femto', drop_path_rate=0.3)
+    probs = [b.drop_path.drop_prob for s in model.stages for b in s if hasattr(b.drop_path,
+                                                                               'drop_prob')]
+    assert probs[-1] == pytest.approx(0.3) and probs == sorted(probs)
+
+
+def test_bad_arch_lists_valid_names():
+    with pytest.raises(ValueError, match=r"Unknown MambaOut arch 'tinny'.*'femto'.*'tiny'"):
+        MambaOut('tinny')
+    with pytest.raises(ValueError, match='depths and dims'):
+        MambaOut(dict(depths=(1, 1), dims=(8, 16, 32)))
+
+
+@pytest.mark.parametrize('bad', [(4, ), (0, 0), (2, 1), (), (-5, )])
+def test_bad_out_indices(bad):
+    with pytest.raises(ValueError, match='out_indices'):
+        MambaOut('femto', out_indices=bad)
+
+
+def test_checkpoint_of_other_arch_names_key_and_shapes(tmp_path, timm_femto):
+    path = tmp_path / 'femto.pth'
+    torch.save(timm_femto.state_dict(), path)
+    model = MambaOut('tiny', init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    with pytest.raises(ValueError, match=r"'downsample_layers\.0\.conv1\.weight' has shape "
+                       r"\(24, 3, 3, 3\) in the file but \(48, 3, 3, 3\)"):
+        model.init_weights()
+
+
+def test_foreign_checkpoint_refused(tmp_path):
+    path = tmp_path / 'resnet.pth'
+    torch.save({'state_dict': {'conv1.weight': torch.zeros(64, 3, 7, 7)}}, path)
+    with pytest.raises(ValueError, match='not a MambaOut checkpoint: only 0 of'):
+        MambaOut('femto', init_cfg=dict(type='Pretrained', checkpoint=str(path))).init_weights()
+
+
+def test_missing_and_truncated_checkpoint(tmp_path, timm_femto):
+    with pytest.raises(FileNotFoundError, match="nope.pth' does not exist.*init_cfg=None"):
+        MambaOut('femto', init_cfg=dict(type='Pretrained',
+                                        checkpoint=str(tmp_path / 'nope.pth'))).init_weights()
+    path = tmp_path / 'cut.pth'
+    torch.save(timm_femto.state_dict(), path)
+    path.write_bytes(path.read_bytes()[:5000])
+    with pytest.raises(RuntimeError, match='cut.pth.*truncated'):
+        MambaOut('femto', init_cfg=dict(type='Pretrained', checkpoint=str(path))).init_weights()
+
+
+def test_partial_checkpoint_logs_missing_and_unused(tmp_path, timm_femto):
+    state = timm_to_official(timm_femto.state_dict())
+    del state['stages.3.2.fc2.weight']
+    state['stages.3.3.fc2.weight'] = torch.zeros(1)
+    path = tmp_path / 'partial.pth'
+    torch.save(state, path)
+    records = []
+    handler = logging.Handler()
+    handler.emit = lambda record: records.append(record.getMessage())
+    logger = MMLogger.get_current_instance()
+    logger.addHandler(handler)
+    try:
+        MambaOut('femto', init_cfg=dict(type='Pretrained', checkpoint=str(path))).init_weights()
+    finally:
+        logger.removeHandler(handler)
+    text = '\n'.join(records)
+    assert 'MISSING from the checkpoint: 1 keys: stages.3.2.fc2.weight' in text
+    assert 'UNUSED (in the checkpoint, not in the model): 1 keys: stages.3.3.fc2.weight' in text
+    assert 'norm0.weight' in text and 'head.fc2.weight' in text
+
+
+def test_convert_tool_round_trip(tmp_path, timm_femto):
+    src, dst = tmp_path / 'timm.pth', tmp_path / 'ours.pth'
+    torch.save(timm_femto.state_dict(), src)
+    subprocess.run([sys.executable, 'tools/convert_checkpoint.py', str(src), str(dst),
+                    '--arch', 'femto'], check=True)
+    converted = torch.load(dst, weights_only=True)
+    assert 'downsample_layers.0.conv1.weight' in converted and 'head.fc.weight' not in converted
+    expected, _ = convert_mambaout_checkpoint(timm_to_official(timm_femto.state_dict()))
+    assert converted.keys() == expected.keys()
+
+
+@pytest.mark.parametrize('scope', ['mmdet', 'mmseg'])
+def test_registered_in_both_toolboxes(scope, tmp_path):
+    # a config found from another directory, as a user would write it
+    cfg = tmp_path / 'cfg.py'
+    cfg.write_text("custom_imports = dict(imports=['mmambaout'], allow_failed_imports=False)\n"
+                   "model = dict(type='MambaOut', arch='femto', out_indices=(3, ))\n")
+    code = (f"from mmengine import Config\nfrom {scope}.registry import MODELS\n"
+            f"from {scope}.utils import register_all_modules\nregister_all_modules()\n"
+            f"cfg = Config.fromfile('{cfg}')\nm = MODELS.build(cfg.model)\n"
+            "print(type(m).__module__, m.dims)")
+    out = subprocess.run([sys.executable, '-c', code], cwd=tmp_path, capture_output=True,
+                         text=True, check=True).stdout
+    assert 'mmambaout.models.backbones.mambaout (48, 96, 192, 288)' in out
+
+
+def test_training_path_matches_timm_gradients():
+    """The block has an autograd path and an in-place inference path: both must equal timm."""
+    torch.manual_seed(0)
+    theirs = timm.create_model('mambaout_femto', pretrained=False)
+    ours = MambaOut('femto', out_indices=(3, ))
+    ours.load_state_dict(convert_mambaout_checkpoint(theirs.state_dict())[0], strict=False)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        inference = ours(x)[0]
+    training = ours(x)[0]
+    torch.testing.assert_close(training.detach(), inference)
+    theirs_feat = theirs.forward_features(x)  # NHWC, before timm's head
+    theirs_out = torch.nn.functional.layer_norm(theirs_feat, (288, ), ours.norm3.weight.detach(),
+                                                ours.norm3.bias.detach(), 1e-6)
+    torch.testing.assert_close(training, theirs_out.permute(0, 3, 1, 2), rtol=1e-5, atol=1e-5)
+    training.square().sum().backward()
+    theirs_out.square().sum().backward()
+    for name, p in ours.named_parameters():
+        if name.startswith('stages.0.0.'):
+            theirs_grad = theirs.get_parameter(
+                name.replace('stages.0.0.', 'stages.0.blocks.0.')).grad
+            torch.testing.assert_close(p.grad, theirs_grad, rtol=1e-4, atol=1e-5)
