@@ -18,8 +18,13 @@ $(STAMP): $(REQS) setup.py tools/install_mmcv.sh
 	$(PY) -c "import mmcv.ops, mmdet.models, mmseg.models, mmambaout"
 	touch $(STAMP)
 
+# Mask R-CNN + MambaOut-femto from scratch on the toy COCO set (generated in data/toy_coco).
 demo: install
-	$(PY) tools/demo.py
+	$(PY) tools/demo.py det
+
+# UperNet + MambaOut-femto from scratch on the toy ADE20K set (generated in data/toy_ade).
+demo-seg: install
+	$(PY) tools/demo.py seg
 
 test: install
 	$(PY) -m pytest tests

@@ -236,3 +236,36 @@ def test_training_path_matches_timm_gradients():
             theirs_grad = theirs.get_parameter(
                 name.replace('stages.0.0.', 'stages.0.blocks.0.')).grad
             torch.testing.assert_close(p.grad, theirs_grad, rtol=1e-4, atol=1e-5)
+
+
+def test_from_scratch_gradients_stay_bounded_on_padded_input():
+    """Zero padding (as in every detection batch) must not blow up gradients at random init."""
+    torch.manual_seed(0)
+    model = MambaOut('femto')
+    model.init_weights()
+    x = torch.zeros(1, 3, 96, 96)
+    x[..., :64, :48] = torch.randn(1, 3, 64, 48)  # the image; the rest is padding
+    sum(o[..., :o.shape[-2] * 2 // 3, :o.shape[-1] // 2].sum() for o in model(x)).backward()
+    worst = max(p.grad.norm().item() for p in model.parameters())
+    assert worst < 1e4, worst  # zero biases give ~4e5 here
+
+
+def test_ss2d_twin_differs_only_by_the_ssm():
+    plain = MambaOut('femto')
+    twin = MambaOut('femto', token_mixer='gated_cnn_ss2d', scan_backend='chunked')
+    plain_shapes = {k: v.shape for k, v in plain.state_dict().items()}
+    twin_shapes = {k: v.shape for k, v in twin.state_dict().items() if '.ssm.' not in k}
+    assert twin_shapes == plain_shapes
+    assert all(block.ssm is not None for stage in twin.stages for block in stage)
+    twin.load_state_dict(plain.state_dict(), strict=False)
+    x = torch.randn(1, 3, 64, 64)
+    outs = twin(x)
+    assert [o.shape for o in outs] == [o.shape for o in plain(x)]
+    assert not torch.allclose(outs[0], plain(x)[0])  # the scan really mixes tokens
+    sum(o.sum() for o in outs).backward()
+    assert twin.stages[0][0].ssm.A_logs.grad is not None
+
+
+def test_unknown_token_mixer():
+    with pytest.raises(ValueError, match="token_mixer 'ssm'.*gated_cnn_ss2d"):
+        MambaOut('femto', token_mixer='ssm')

@@ -1,1 +1,1 @@
-from .backbones import MambaOut  # noqa: F401
+from .backbones import MambaOut, VMamba  # noqa: F401

@@ -5,6 +5,7 @@ file layouts it accepts onto its own parameter names and names the keys it delib
 """
 import logging
 import os
+import re
 from typing import Callable, Dict, List, Tuple
 
 import torch
@@ -53,6 +54,22 @@ def unwrap_state_dict(checkpoint: dict) -> StateDict:
     if any(k.startswith('backbone.') for k in state):
         state = {k[len('backbone.'):]: v for k, v in state.items() if k.startswith('backbone.')}
     return state
+
+
+def rename_keys(state: StateDict, renames, ignored_prefixes: Tuple[str, ...]):
+    """Apply ``(regex, replacement)`` renames to every key; drop keys with ``ignored_prefixes``.
+
+    The building block of the backbones' converters: returns ``(converted, ignored keys)``.
+    """
+    converted, ignored = {}, []
+    for key, value in state.items():
+        if key.startswith(ignored_prefixes):
+            ignored.append(key)
+            continue
+        for pattern, replacement in renames:
+            key = re.sub(pattern, replacement, key)
+        converted[key] = value
+    return converted, ignored
 
 
 def load_pretrained(model: nn.Module, path: str, convert: Converter,

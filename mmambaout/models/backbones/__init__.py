@@ -1,3 +1,4 @@
 from .mambaout import MambaOut
+from .vmamba import VMamba
 
-__all__ = ['MambaOut']
+__all__ = ['MambaOut', 'VMamba']

@@ -1,0 +1,9 @@
+_base_ = ['./_base_/mask_rcnn_mambaout_coco.py']
+
+pretrained = 'checkpoints/mambaout_base.pth'  # official or timm MambaOut-Base ImageNet-1k file
+
+model = dict(
+    backbone=dict(
+        arch='base', drop_path_rate=0.6,
+        init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
+    neck=dict(in_channels=[128, 256, 512, 768]))

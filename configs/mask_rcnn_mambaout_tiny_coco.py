@@ -1,0 +1,9 @@
+_base_ = ['./_base_/mask_rcnn_mambaout_coco.py']
+
+pretrained = 'checkpoints/mambaout_tiny.pth'  # official or timm MambaOut-Tiny ImageNet-1k file
+
+model = dict(
+    backbone=dict(
+        arch='tiny', drop_path_rate=0.3,
+        init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
+    neck=dict(in_channels=[96, 192, 384, 576]))

@@ -1,0 +1,15 @@
+# UperNet 160k with a VMamba v2 backbone. VMamba's published recipe is the base's (AdamW,
+# wd 0.01, 1500-iteration warm-up, poly decay, 160k iterations, crop 512) with lr 6e-5.
+_base_ = ['./_base_/upernet_mambaout_ade20k.py']
+
+# official VMamba-T ImageNet-1k file, from github.com/MzeroMiko/VMamba/releases/download/v2cls/
+pretrained = 'checkpoints/vssm1_tiny_0230s_ckpt_epoch_264.pth'
+
+model = dict(
+    backbone=dict(
+        _delete_=True, type='VMamba', arch='tiny', out_indices=(0, 1, 2, 3), drop_path_rate=0.2,
+        init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
+    decode_head=dict(in_channels=[96, 192, 384, 768]),
+    auxiliary_head=dict(in_channels=384))
+
+optim_wrapper = dict(optimizer=dict(lr=6e-5))

@@ -1,0 +1,147 @@
+"""Hooks that make runs resumable and stop bad ones early, registered in mmengine's ``HOOKS`` (so
+mmdet and mmseg configs find them). tools/train.py and tools/test.py add them to every run (see
+``mmambaout.utils.runtime``); other runners can list them in ``custom_hooks``.
+"""
+import random
+import re
+from typing import Optional
+
+import numpy as np
+import torch
+from mmengine.hooks import Hook
+from mmengine.model import BaseTTAModel, is_model_wrapper
+from mmengine.registry import HOOKS
+from mmengine.runner import find_latest_checkpoint
+
+
+def random_states() -> dict:
+    """The states of every random number generator training draws from."""
+    states = dict(python=random.getstate(), numpy=np.random.get_state(),
+                  torch=torch.get_rng_state())
+    if torch.cuda.is_available():
+        states['cuda'] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_random_states(states: dict) -> None:
+    random.setstate(states['python'])
+    np.random.set_state(states['numpy'])
+    torch.set_rng_state(states['torch'])
+    if 'cuda' in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states['cuda'])
+
+
+@HOOKS.register_module()
+class ResumeRandomStateHook(Hook):
+    """Save the random generators' states in every checkpoint and restore them on resume.
+
+    mmengine saves only the seed: a resumed run reseeds and draws other flips and RoI samples
+    than the run it continues. With the states restored, and validation made to leave them as it
+    found them (the run that was not stopped validates between a checkpoint and the next epoch,
+    the resumed one does not), a run resumed from an epoch checkpoint ends with the same weights
+    as an uninterrupted one, given deterministic settings and no dataloader worker processes
+    (workers keep generators of their own). Distributed runs restore rank 0's states everywhere.
+    """
+
+    def __init__(self) -> None:
+        self.loaded_states: Optional[dict] = None
+        self.states_before_val: Optional[dict] = None
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        checkpoint['random_states'] = random_states()
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        self.loaded_states = checkpoint.get('random_states')
+
+    def before_train(self, runner) -> None:
+        # Only a resumed run continues from iteration > 0; load_from alone starts afresh.
+        if self.loaded_states is not None and runner.iter > 0:
+            set_random_states(self.loaded_states)
+        self.loaded_states = None
+
+    def before_val(self, runner) -> None:
+        self.states_before_val = random_states()
+
+    def after_val(self, runner) -> None:
+        if self.states_before_val is not None:
+            set_random_states(self.states_before_val)
+        self.states_before_val = None
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+@HOOKS.register_module()
+class StopOnNonFiniteLossHook(Hook):
+    """Stop training at the first iteration whose loss is NaN or infinite.
+
+    The optimizer has already stepped with that loss's gradients, so the weights in memory are
+    spoilt; the hook raises before CheckpointHook (lower priority) could save them, which keeps
+    the last checkpoint good. mmdet's CheckInvalidLossHook checks only every ``interval``
+    iterations (a checkpoint of NaN weights can be saved in between) and raises a bare
+    AssertionError.
+    """
+    priority = 'ABOVE_NORMAL'
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None,
+                         outputs: Optional[dict] = None) -> None:
+        if torch.isfinite(outputs['loss']).all():
+            return
+        losses = ', '.join(f'{name}={value.item():.4g}' for name, value in outputs.items()
+                           if name.startswith('loss'))
+        last = runner.message_hub.get_info('last_ckpt')  # set by CheckpointHook on each save
+        kept = (f'the last good checkpoint is {last}; resume from it with --resume {last}'
+                if last else 'no checkpoint had been saved yet')
+        raise NonFiniteLossError(
+            f'The loss became non-finite at iteration {runner.iter + 1} (epoch '
+            f'{runner.epoch + 1}, batch {batch_idx + 1}): {losses}. Training stopped before '
+            f'the spoilt weights could be saved: {kept}. Lower the learning rate '
+            '(optim_wrapper.optimizer.lr), lengthen the warm-up or clip gradients '
+            '(optim_wrapper.clip_grad).')
+
+
+def receiving_module(model):
+    """The module whose state dict a checkpoint's ``state_dict`` fills (as mmengine unwraps)."""
+    while is_model_wrapper(model) or isinstance(model, BaseTTAModel):
+        model = model.module
+    return model
+
+
+def checkpoint_misfit(own: dict, theirs: dict) -> Optional[str]:
+    """What keeps ``theirs`` from filling ``own``: the first tensor of another shape, else the
+    first one missing; None if it fits."""
+    mismatched = [(key, tuple(value.shape), tuple(own[key].shape))
+                  for key, value in theirs.items()
+                  if key in own and tuple(value.shape) != tuple(own[key].shape)]
+    if mismatched:
+        key, file_shape, model_shape = mismatched[0]
+        return (f"'{key}' has shape {file_shape} in the file but {model_shape} in the model "
+                f'({len(mismatched)} tensors differ)')
+    missing = sorted(key for key in own if key not in theirs
+                     and not key.endswith('num_batches_tracked'))
+    if missing:
+        return f"'{missing[0]}' is not in the file ({len(missing)} model tensors are missing)"
+    return None
+
+
+@HOOKS.register_module()
+class RefuseMismatchedCheckpointHook(Hook):
+    """Refuse a checkpoint that does not fill the whole model, for testing and resuming.
+
+    mmengine loads non-strictly and only warns, so testing with a checkpoint of another
+    backbone arch or class count would evaluate a partly random model. (Fine-tuning with
+    ``load_from`` keeps mmengine's warnings: new heads are expected there.)
+    """
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        theirs = {re.sub(r'^module\.', '', key): value  # mmengine's own key revision
+                  for key, value in checkpoint.get('state_dict', checkpoint).items()
+                  if isinstance(value, torch.Tensor)}
+        misfit = checkpoint_misfit(receiving_module(runner.model).state_dict(), theirs)
+        if misfit:
+            path = runner.cfg.get('load_from') or find_latest_checkpoint(runner.work_dir)
+            raise ValueError(
+                f"Checkpoint '{path}' does not fit the model of this config: {misfit}. It was "
+                'made with another config (backbone arch, number of classes, ...): use the '
+                'config it was trained with, or a checkpoint of this one.')

@@ -1,0 +1,226 @@
+"""selective_scan: every backend against the reference loop, values and gradients.
+
+The triton backend runs in-process on CUDA; without a GPU, ``test_triton_interpreter`` reruns the
+triton cases in a subprocess with ``TRITON_INTERPRET=1``, which must be set before triton loads.
+"""
+import itertools
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mmambaout.ops import BACKENDS, scan_flop_handles, selective_scan
+from mmambaout.ops import chunked
+
+INTERPRETED = os.environ.get('TRITON_INTERPRET') == '1'
+
+
+def triton_usable():
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return torch.cuda.is_available() or INTERPRETED
+
+
+FAST_BACKENDS = ['chunked', pytest.param('triton', marks=pytest.mark.skipif(
+    not triton_usable(), reason='needs CUDA, or TRITON_INTERPRET=1 (test_triton_interpreter)'))]
+
+
+def setting_for(backend):
+    """Device and length: the interpreter is slow, so triton gets fewer (but several) chunks."""
+    if backend != 'triton':
+        return dict(device='cpu', length=37)
+    return dict(device='cpu' if INTERPRETED else 'cuda', length=21)
+
+
+def make_inputs(batch=2, dim=8, state=1, length=37, groups=4, options=True, dtype=torch.float32,
+                delta_scale=1.0, device='cpu'):
+    """u, delta, A, B, C, D, z, delta_bias as mamba uses them: A = -exp(A_log) < 0, and delta and
+    delta_bias ≥ 0 so that decays exp(delta·A) ≤ 1 even without softplus."""
+    gen = torch.Generator().manual_seed(0)
+
+    def randn(*shape):
+        return torch.randn(*shape, generator=gen)
+
+    bc_shape = (batch, state, length) if groups is None else (batch, groups, state, length)
+    inputs = dict(u=randn(batch, dim, length), delta=delta_scale * randn(batch, dim, length).abs(),
+                  A=-torch.exp(randn(dim, state)), B=randn(*bc_shape), C=randn(*bc_shape))
+    if options:
+        inputs.update(D=randn(dim), z=randn(batch, dim, length), delta_bias=randn(dim).abs() / 2)
+    return {k: v.to(device, dtype if k not in ('A', 'D', 'delta_bias') else torch.float32)
+            for k, v in inputs.items()}
+
+
+def run(backend, inputs, **kwargs):
+    """Output, last state and the gradient of every input, for a loss that reaches both."""
+    leaves = {k: v.clone().requires_grad_() for k, v in inputs.items()}
+    out, last_state = selective_scan(**leaves, return_last_state=True, backend=backend, **kwargs)
+    weights = torch.linspace(-1, 1, out.shape[-1], device=out.device)
+    (out.float() * weights).sum().add(last_state.square().sum()).backward()
+    return dict(out=out, last_state=last_state, **{f'grad_{k}': v.grad for k, v in leaves.items()})
+
+
+def assert_close(actual, expected, rel):
+    """Max error within ``rel`` of the tensor's largest value: the scan sums terms of every size."""
+    for name in expected:
+        assert actual[name].dtype == expected[name].dtype, name
+        a, e = actual[name].double(), expected[name].double()
+        assert a.shape == e.shape, name
+        error = (a - e).abs().max().item()
+        assert error <= rel * e.abs().max().item(), f'{name}: max error {error:.3g}'
+
+
+CASES = list(itertools.product((1, 16), (None, 1, 4), (False, True)))
+
+
+@pytest.mark.parametrize('backend', FAST_BACKENDS)
+@pytest.mark.parametrize('state,groups,options', CASES)
+@pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16], ids=['fp32', 'bf16'])
+def test_matches_reference(backend, state, groups, options, dtype):
+    # chunks of 4 over L = 37 (21): a remainder, and for chunked chunks of chunks
+    inputs = make_inputs(state=state, groups=groups, options=options, dtype=dtype,
+                         **setting_for(backend))
+    expected = run('reference', inputs, delta_softplus=options)
+    actual = run(backend, inputs, delta_softplus=options, chunk_size=4)
+    assert actual['out'].dtype == dtype
+    # bf16: both compute in fp32 from the same inputs; only the final rounding may differ
+    assert_close(actual, expected, 1e-4 if dtype == torch.float32 else 1e-2)
+
+
+@pytest.mark.parametrize('backend', FAST_BACKENDS)
+@pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16], ids=['bf16', 'fp16'])
+def test_half_precision_large_delta_is_finite(backend, dtype):
+    # softplus(Δ) up to ~60 with A down to -e^2.5: decays of e^-700 underflow, nothing overflows
+    inputs = make_inputs(state=16, dtype=dtype, delta_scale=20., **setting_for(backend))
+    expected = run('reference', inputs, delta_softplus=True)
+    actual = run(backend, inputs, delta_softplus=True)
+    for name, value in actual.items():
+        assert torch.isfinite(value).all(), name
+    assert_close(actual, expected, 1e-2)
+
+
+@pytest.mark.parametrize('chunk_size', [2, 3, 5, 64])
+@pytest.mark.parametrize('block_states', [7, 100, 1 << 22])
+def test_chunked_blocks_and_chunks(monkeypatch, chunk_size, block_states):
+    # blocks of one step up to one block for all; chunks from 2 to longer than the sequence
+    monkeypatch.setattr(chunked, '_BLOCK_STATES', block_states)
+    inputs = make_inputs(state=3, length=50)
+    assert_close(run('chunked', inputs, chunk_size=chunk_size), run('reference', inputs), 1e-4)
+
+
+@pytest.mark.parametrize('length', [1, 2, 17, 100])
+@pytest.mark.parametrize('chunk', [2, 3, 8])
+@pytest.mark.parametrize('reverse', [False, True])
+def test_chunked_scan_solves_the_recurrence(length, chunk, reverse):
+    a, x = torch.rand(length, 3, dtype=torch.float64), torch.randn(length, 3, dtype=torch.float64)
+    expected = x.clone()
+    steps = range(length - 2, -1, -1) if reverse else range(1, length)
+    for t in steps:
+        expected[t] += a[t] * expected[t + 1 if reverse else t - 1]
+    scanned = x.clone()
+    chunked._scan_(a, scanned, chunk, reverse)
+    torch.testing.assert_close(scanned, expected)
+
+
+def test_auto_is_chunked_on_cpu():
+    inputs = make_inputs()
+    expected = selective_scan(**inputs, backend='chunked')
+    torch.testing.assert_close(selective_scan(**inputs), expected, rtol=0, atol=0)
+
+
+def test_semantics_of_the_options():
+    """The recurrence with D, z, delta_bias and softplus, written out for two steps, independently
+    of every backend."""
+    inputs = make_inputs(length=2, groups=None)
+    u, B, C = inputs['u'], inputs['B'][:, None], inputs['C'][:, None]  # (b, 1, n, L): all channels
+    delta = F.softplus(inputs['delta'] + inputs['delta_bias'][:, None])
+    h0 = delta[..., 0, None] * B[..., 0] * u[..., 0, None]  # h_{-1} = 0
+    h1 = (torch.exp(delta[..., 1, None] * inputs['A']) * h0
+          + delta[..., 1, None] * B[..., 1] * u[..., 1, None])
+    y = torch.stack([(h0 * C[..., 0]).sum(-1), (h1 * C[..., 1]).sum(-1)], -1)
+    y = y + inputs['D'][:, None] * u
+    for backend in ('reference', 'chunked'):
+        out, last_state = selective_scan(**inputs, delta_softplus=True, return_last_state=True,
+                                         backend=backend)
+        torch.testing.assert_close(out, y * F.silu(inputs['z']))
+        torch.testing.assert_close(last_state, h1)
+
+
+@pytest.mark.parametrize('backend', ['reference', 'chunked'])
+def test_groups_are_blocks_of_channels(backend):
+    """Channel c reads group c // (d/g): the grouped scan is g scans with shared B and C."""
+    inputs, groups = make_inputs(groups=4), 4
+    out = selective_scan(**inputs, backend=backend)
+    for k, channels in enumerate(torch.arange(8).chunk(groups)):
+        part = {name: value[:, channels] if value.dim() == 3 else value[channels]
+                for name, value in inputs.items() if name not in ('B', 'C')}
+        expected = selective_scan(**part, B=inputs['B'][:, k], C=inputs['C'][:, k], backend=backend)
+        torch.testing.assert_close(out[:, channels], expected)
+
+
+BAD_SHAPES = [
+    (dict(u=torch.zeros(2, 8)), "u must be (b, d, L), got shape (2, 8)"),
+    (dict(delta=torch.zeros(2, 8, 36)), "delta must have shape (2, 8, 37) like u, got (2, 8, 36)"),
+    (dict(A=torch.zeros(4, 1)), "A must be real (d, n) = (8, n), got shape (4, 1)"),
+    (dict(A=torch.zeros(8, 1, dtype=torch.complex64)), "got shape (8, 1) complex"),
+    (dict(B=torch.zeros(2, 3, 1, 37)), "B must be (b, n, L) = (2, 1, 37) or (b, g, n, L) = (2, g, "
+                                       "1, 37) with g dividing d = 8, got shape (2, 3, 1, 37)"),
+    (dict(C=torch.zeros(2, 2, 37)), "C must be (b, n, L) = (2, 1, 37)"),
+    (dict(D=torch.zeros(4)), "D must have shape (8,) like u, got (4,)"),
+    (dict(z=torch.zeros(1, 8, 37)), "z must have shape (2, 8, 37) like u, got (1, 8, 37)"),
+    (dict(delta_bias=torch.zeros(8, 1)), "delta_bias must have shape (8,) like u, got (8, 1)"),
+]
+
+
+@pytest.mark.parametrize('override,message', BAD_SHAPES)
+def test_bad_shapes_are_named(override, message):
+    with pytest.raises(ValueError, match=message.replace('(', r'\(').replace(')', r'\)')):
+        selective_scan(**{**make_inputs(), **override})
+
+
+def test_bad_backend_and_chunk_size():
+    with pytest.raises(ValueError, match=r"one of \('auto', 'reference', 'chunked', 'triton'\)"):
+        selective_scan(**make_inputs(), backend='cuda')
+    with pytest.raises(ValueError, match='chunk_size must be an int >= 2, got 1'):
+        selective_scan(**make_inputs(), chunk_size=1)
+    assert BACKENDS == ('auto', 'reference', 'chunked', 'triton')
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(INTERPRETED or torch.cuda.is_available(),
+                    reason='the triton cases run in this process')
+def test_triton_interpreter():
+    """The triton cases on CPU, interpreted: fp32 and the large-Δ half-precision ones (bf16
+    matching adds nothing there: the casts are the dispatcher's, shared with chunked)."""
+    pytest.importorskip('triton')
+    selection = 'triton and not interpreter and not (reference and bf16)'
+    result = subprocess.run(
+        [sys.executable, '-m', 'pytest', __file__, '-q', '-p', 'no:cacheprovider', '-k', selection],
+        env={**os.environ, 'TRITON_INTERPRET': '1'}, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert '14 passed' in result.stdout and 'skipped' not in result.stdout, result.stdout[-3000:]
+
+
+def test_flops_count_the_scan():
+    analysis = pytest.importorskip('mmengine.analysis')
+
+    class Tiny(torch.nn.Module):
+        def __init__(self, dim=8, state=3):
+            super().__init__()
+            self.proj = torch.nn.Linear(dim, dim)
+            self.A = torch.nn.Parameter(-torch.rand(dim, state))
+
+        def forward(self, x, B, C):
+            u = self.proj(x).transpose(1, 2)
+            return selective_scan(u, u, self.A, B, C, delta_softplus=True)
+
+    batch, length, dim, state = 2, 5, 8, 3
+    x, B = torch.randn(batch, length, dim), torch.randn(batch, 2, state, length)
+    flops = analysis.FlopAnalyzer(Tiny(dim, state), (x, B, B))
+    linear = batch * length * dim * dim  # mmengine: one multiply-add is one FLOP
+    scan = 9 * batch * length * dim * state  # the Mamba authors' count
+    assert flops.set_op_handle(**scan_flop_handles()).total() == linear + scan

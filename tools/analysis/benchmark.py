@@ -1,0 +1,104 @@
+"""A detector's or segmentor's speed and memory against the toolbox's ResNet-50 model for the
+same task, measured in the same run: the ratio is the figure.
+
+    python tools/analysis/benchmark.py CONFIG [--shape H W] [--repeats 3] [--train]
+
+The reference is mmdet's ResNet-50 Mask R-CNN (mask-rcnn_r50_fpn_1x_coco) for an mmdet config,
+mmseg's ResNet-50 UperNet (upernet_r50_4xb4-160k_ade20k-512x512) for an mmseg one (by the
+config's default_scope). Both models have random weights (PyTorch's default initialisation, no
+checkpoint) and get the same synthetic image, one per call, through ``test_step`` (the data
+preprocessor, then ``predict``) in eval and inference mode. Default input: 800×1216 for
+detection, 512×512 for segmentation. Per model, the first (warm-up) call measures peak memory;
+then the models run in turn, --repeats times, and the figure is the median of the per-round
+time ratios CONFIG / reference. --train also times ``train_step`` (forward, backward and an
+AdamW update) on the same image with a few ground-truth objects. With random weights a
+detector's scores stay under its test score threshold, so few detections reach the mask head.
+"""
+import argparse
+import copy
+import statistics
+from functools import partial
+
+import torch
+from mmengine.config import Config, DictAction
+from mmengine.optim import OptimWrapper
+
+from mmambaout.analysis.measure import interleaved_times, peak_memory_mib
+from mmambaout.analysis.models import (REFERENCE_CONFIGS, build_model, load_reference_config,
+                                       synthetic_batch)
+from mmambaout.analysis.report import markdown_table
+from mmambaout.utils.runtime import toolbox_of
+
+DEFAULT_SHAPES = {'mmdet': (800, 1216), 'mmseg': (512, 512)}
+REFERENCE = 'ResNet-50 reference'
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__.split('\n\n')[0],
+        epilog=__doc__.split('\n\n', 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('config')
+    parser.add_argument('--shape', type=int, nargs=2, metavar=('H', 'W'),
+                        help='input size (default: 800 1216 detection, 512 512 segmentation)')
+    parser.add_argument('--repeats', type=int, default=3)
+    parser.add_argument('--train', action='store_true', help='also time a training step')
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override settings of CONFIG: key=value pairs')
+    return parser.parse_args(argv)
+
+
+def measure(runs, device, repeats):
+    """{name: (median seconds per call, peak MiB)} and the median per-round time ratio of the
+    first run to the second."""
+    memory = {name: peak_memory_mib(run, device) for name, run in runs.items()}
+    times = interleaved_times(runs, device, repeats)
+    ours, reference = times.values()
+    ratio = statistics.median(a / b for a, b in zip(ours, reference))
+    return {name: (statistics.median(times[name]), memory[name]) for name in runs}, ratio
+
+
+def adamw(model):
+    return OptimWrapper(torch.optim.AdamW(model.parameters(), lr=1e-4))
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    toolbox = toolbox_of(cfg)
+    height, width = args.shape or DEFAULT_SHAPES[toolbox]
+    torch.manual_seed(0)
+    models = {name: build_model(c).to(args.device)
+              for name, c in ((args.config, cfg), (REFERENCE, load_reference_config(toolbox)))}
+    batch = synthetic_batch(toolbox, height, width)
+    batches = {name: copy.deepcopy(batch) for name in models}  # the preprocessor writes metainfo
+
+    for model in models.values():
+        model.eval()
+    with torch.inference_mode():
+        results, ratio = measure({name: partial(m.test_step, batches[name])
+                                  for name, m in models.items()}, args.device, args.repeats)
+    header = ['model', 'ms / image', 'images / s', 'peak memory MiB']
+    rows = [[name, f'{1000 * s:.0f}', f'{1 / s:.3f}', f'{mib:.0f}']
+            for name, (s, mib) in results.items()]
+    ratios = [f'inference time ratio (median of {args.repeats} rounds): {ratio:.3f}']
+    if args.train:
+        for model in models.values():
+            model.train()
+        results, ratio = measure({name: partial(m.train_step, batches[name], adamw(m))
+                                  for name, m in models.items()}, args.device, args.repeats)
+        header += ['train step s', 'train peak memory MiB']
+        for row, (s, mib) in zip(rows, results.values()):
+            row += [f'{s:.2f}', f'{mib:.0f}']
+        ratios.append(f'training step time ratio (median of {args.repeats} rounds): {ratio:.3f}')
+    print(f'\n{toolbox}, input {height}x{width}, batch 1, random weights, {args.device}, '
+          f'torch {torch.__version__}, {torch.get_num_threads()} threads; reference: '
+          f'{REFERENCE_CONFIGS[toolbox]}\n')
+    print(markdown_table(header, rows))
+    print('\n' + '\n'.join(f'{args.config} / {REFERENCE} {line}' for line in ratios))
+
+
+if __name__ == '__main__':
+    main()
