@@ -155,6 +155,13 @@ def test_timed_and_peak_memory_see_the_call():
     assert peak_memory_mib(lambda: None, 'cpu') < 50
 
 
+def test_cpu_clock_leaves_out_waiting():
+    assert timed(lambda: time.sleep(0.2), 'cpu') >= 0.2
+    assert timed(lambda: time.sleep(0.2), 'cpu', clock='cpu') < 0.1
+    with pytest.raises(ValueError, match='GPU'):
+        timed(lambda: None, 'cuda', clock='cpu')
+
+
 def test_interleaved_times_alternate_the_runs():
     calls = []
     times = interleaved_times({'a': lambda: calls.append('a'), 'b': lambda: calls.append('b')},
@@ -308,7 +315,8 @@ def test_long_sequence_cli(tmp_path):
 def test_latency_scaling_cli(tmp_path):
     prefix = tmp_path / 'lat'
     out = run_tool('tools/analysis/latency_scaling.py', '--models', 'mambaout_t', 'vit_s16',
-                   '--sizes', 32, 64, '--aspects', 1, 1.6, '--repeats', 1, '--out', prefix)
+                   '--sizes', 32, 64, '--aspects', 1, 1.6, '--repeats', 1, '--clock', 'cpu',
+                   '--out', prefix)
     rows = read_csv(f'{prefix}.csv')
     assert [(r['model'], r['height'], r['width']) for r in rows[:2]] == [
         ('MambaOut-T', '32', '32'), ('ViT-S/16 (global attention)', '32', '32')]
@@ -330,8 +338,9 @@ def test_benchmark_cli_detection_with_training_step():
 
 
 @pytest.mark.slow
-def test_benchmark_cli_segmentation():
+def test_benchmark_cli_segmentation_with_training_step():
+    """UperNet trains on two images: its 1×1 pooling branch cannot batch-normalise one."""
     out = run_tool('tools/analysis/benchmark.py', TOY_SEG_CONFIG, '--shape', 64, 64,
-                   '--repeats', 1)
+                   '--repeats', 1, '--train', '--clock', 'cpu')
     assert 'upernet_r50_4xb4-160k_ade20k-512x512.py' in out
-    assert 'inference time ratio' in out
+    assert 'inference time ratio' in out and 'training step time ratio' in out

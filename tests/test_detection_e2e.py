@@ -36,7 +36,7 @@ def test_toy_training_then_evaluation(tmp_path):
     assert checkpoint.is_file()
 
     run_tool(tmp_path, 'tools/test.py', CONFIG, str(checkpoint), '--work-dir', 'test',
-             '--show-dir', 'drawn')
+             '--show-dir', 'drawn', '--trust-checkpoint')
     (metrics_file, ) = (tmp_path / 'test').glob('*/*.json')
     metrics = json.loads(metrics_file.read_text())
     assert metrics['coco/bbox_mAP'] > AP_FLOOR, metrics

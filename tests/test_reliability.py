@@ -6,19 +6,21 @@ test_distributed.py too."""
 import functools
 import importlib.util
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from mmdet.models import DetTTAModel
 from mmdet.utils import register_all_modules
 from mmengine.config import Config
+from mmengine.model import BaseModel
 from mmengine.runner import CheckpointLoader
 from PIL import Image
 
 from mmambaout.datasets import TOY_COCO_CLASSES, make_toy_coco
 from mmambaout.engine import NonFiniteLossError
+from mmambaout.engine.hooks import checkpoint_misfit, receiving_module
 from mmambaout.models.backbones.mambaout import MambaOut
 from mmambaout.registry import MMDET_MODELS
 
@@ -255,6 +257,28 @@ def test_fitting_detector_checkpoint_tests(tmp_path, toy_root, toy_detector_stat
     assert 'coco/bbox_mAP' in json.loads(metrics.read_text())
 
 
+def test_checkpoint_misfit_names_first_other_shape_then_first_missing_tensor():
+    own = {'a': torch.zeros(2), 'b': torch.zeros(3), 'bn.num_batches_tracked': torch.tensor(0)}
+    assert checkpoint_misfit(own, {'a': torch.zeros(2), 'b': torch.zeros(3)}) is None
+    assert checkpoint_misfit(own, {'a': torch.zeros(2)}) == (
+        "'b' is not in the file (1 of the model's 3 tensors are missing)")
+    assert checkpoint_misfit(own, {'b': torch.zeros(4), 'extra': torch.zeros(1)}) == (
+        "'b' has shape (4,) in the file but (3,) in the model (1 tensors differ)")
+
+
+def test_checkpoint_fills_the_module_inside_test_time_augmentation():
+    class Detector(BaseModel):
+        def __init__(self):
+            super().__init__()
+            self.head = torch.nn.Linear(2, 2)
+
+        def forward(self, inputs, data_samples=None, mode='tensor'):
+            return self.head(inputs)
+
+    model = DetTTAModel(module=Detector())
+    assert receiving_module(model) is model.module  # its keys lack 'module.', as in the file
+
+
 # ---------------------------------------------------------------- NaN loss
 
 @pytest.mark.slow
@@ -268,7 +292,7 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, to
     bad_iter = int(message.split('at iteration ')[1].split(' ')[0])
     last_good = work_dir / f'iter_{bad_iter - 1}.pth'
     assert 'The loss became non-finite' in message and 'loss=nan' in message.lower()
-    assert f'the last good checkpoint is {last_good}' in message
+    assert f'The last good checkpoint is {last_good}' in message
     assert sorted(path.name for path in work_dir.glob('iter_*.pth'))[-1] == last_good.name
     assert (work_dir / 'last_checkpoint').read_text().strip() == str(last_good)
     weights = torch.load(last_good, weights_only=False)['state_dict']

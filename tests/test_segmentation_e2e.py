@@ -14,7 +14,8 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIG = 'configs/toy/upernet_mambaout_femto_toy.py'
 ITERS, WARMUP = 40, 10
 # Untrained weights (3 seeds, tools/test.py on the full toy validation split) get mIoU 0.0-0.3;
-# one class predicted everywhere gets about 100/7 = 14 at most. 40 iterations reach about 80.
+# one class predicted everywhere gets about 100/7 = 14 at most. The 40 iterations here reach 91
+# (single-scale) and 93 (--tta).
 MIOU_FLOOR = 50.
 
 
@@ -36,8 +37,9 @@ def test_toy_training_then_evaluation(tmp_path):
     roots = [f'{loader}.dataset.data_root={data_root}'
              for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')]
     short_schedule = [f'train_cfg.max_iters={ITERS}', f'train_cfg.val_interval={ITERS}',
+                      f'default_hooks.checkpoint.interval={ITERS}',
                       f'param_scheduler.0.end={WARMUP}', f'param_scheduler.1.begin={WARMUP}',
-                      f'param_scheduler.1.end={ITERS}', f'default_hooks.checkpoint.interval={ITERS}']
+                      f'param_scheduler.1.end={ITERS}']
     train_dir = tmp_path / 'train'
     run_tool('tools/train.py', CONFIG, '--work-dir', str(train_dir),
              '--cfg-options', *roots, *short_schedule)

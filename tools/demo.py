@@ -40,21 +40,21 @@ def main():
     args = parser.parse_args()
     config, ensure_toy_set, data_root, pictures = DEMOS[args.task]
     work_dir = Path(args.work_dir or f'work_dirs/demo_{args.task}').resolve()
-    test_dir = work_dir / 'test'
 
     ensure_toy_set(REPO / data_root)
     run('tools/train.py', config, '--work-dir', str(work_dir))
     checkpoint = (work_dir / 'last_checkpoint').read_text().strip()  # written by mmengine
-    run('tools/test.py', config, checkpoint, '--work-dir', str(test_dir),
+    # tested in its own work dir: the checkpoint is then trusted to unpickle (torch >= 2.6)
+    run('tools/test.py', config, checkpoint, '--work-dir', str(work_dir),
         '--show-dir', 'predictions')
 
-    metrics_file = newest(test_dir, '*/*.json')
+    metrics_file = newest(work_dir, '*/*.json')
     metrics = json.loads(metrics_file.read_text())
-    print(f'\nTraining log:  {newest(work_dir, "*/*.log")}\n'
+    print(f'\nLogs:          {work_dir}/<timestamp>/<timestamp>.log (training, then test)\n'
           f'Checkpoint:    {checkpoint}\n'
           f'Test metrics:  {metrics_file}\n'
           f'               {metrics}\n'
-          f'Predictions:   {newest(test_dir, pictures)}/')
+          f'Predictions:   {newest(work_dir, pictures)}/')
 
 
 if __name__ == '__main__':

@@ -28,7 +28,8 @@ def main(argv=None):
     args = runtime.parse_args(build_parser(), argv)
     cfg = runtime.load_config(args.config, args.cfg_options, args.work_dir, args.launcher)
     runtime.configure_testing(cfg, args.checkpoint, out=args.out, show=args.show,
-                              show_dir=args.show_dir, wait_time=args.wait_time, tta=args.tta)
+                              show_dir=args.show_dir, wait_time=args.wait_time, tta=args.tta,
+                              trust_checkpoint=args.trust_checkpoint)
     runtime.run(cfg, 'test')
 
 

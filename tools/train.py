@@ -25,7 +25,7 @@ def main(argv=None):
     args = runtime.parse_args(build_parser(), argv)
     cfg = runtime.load_config(args.config, args.cfg_options, args.work_dir, args.launcher)
     runtime.configure_training(cfg, amp=args.amp, auto_scale_lr=args.auto_scale_lr,
-                               resume=args.resume)
+                               resume=args.resume, trust_checkpoint=args.trust_checkpoint)
     runtime.run(cfg, 'train')
 
 

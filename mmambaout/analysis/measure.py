@@ -1,7 +1,11 @@
 """Latency and peak memory of one call, and interleaved timing of several.
 
 Callers choose the grad mode (``torch.inference_mode()`` for inference) around these calls.
+Clocks: 'wall' (elapsed time, GPU work included) or 'cpu' (this process's CPU time: on a CPU
+shared with other jobs it leaves out the time spent waiting for a core, and equals the latency
+of an idle machine when torch runs one thread).
 """
+import ctypes
 import os
 import threading
 import time
@@ -11,6 +15,8 @@ import torch
 from mmengine.utils import ProgressBar
 
 Run = Callable[[], object]
+CLOCKS = {'wall': time.perf_counter, 'cpu': time.process_time}
+LIBC = ctypes.CDLL(None)  # the C library this process runs on (glibc on Linux)
 
 
 def synchronize(device: torch.device) -> None:
@@ -19,13 +25,16 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed(run: Run, device: torch.device) -> float:
-    """Seconds one ``run()`` takes, GPU work included."""
+def timed(run: Run, device: torch.device, clock: str = 'wall') -> float:
+    """Seconds one ``run()`` takes on ``clock``, GPU work included."""
+    if clock == 'cpu' and torch.device(device).type != 'cpu':
+        raise ValueError('CPU time leaves out GPU work: time GPU runs on the wall clock')
+    now = CLOCKS[clock]
     synchronize(device)
-    start = time.perf_counter()
+    start = now()
     run()
     synchronize(device)
-    return time.perf_counter() - start
+    return now() - start
 
 
 def rss_mib() -> float:
@@ -34,17 +43,29 @@ def rss_mib() -> float:
         return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**20
 
 
+def release_free_memory() -> None:
+    """Hand the C allocator's free pages back to the system (glibc's ``malloc_trim``).
+
+    glibc keeps freed memory for reuse: a call served from it would not grow the resident set.
+    After this, every page the call touches is counted again.
+    """
+    trim = getattr(LIBC, 'malloc_trim', None)
+    if trim is not None:
+        trim(0)
+
+
 def peak_memory_mib(run: Run, device: torch.device) -> float:
     """Extra memory one ``run()`` needs: the CUDA allocator's peak above the level before the
-    call, or on CPU the peak resident set above it, sampled every millisecond by a side thread.
-    The CPU figure is approximate: the C allocator may serve part of the call from memory freed
-    earlier but not returned to the system."""
+    call, or on CPU the peak resident set above it (after ``release_free_memory``), sampled
+    every millisecond by a side thread (which runs between operators: a peak inside one long
+    operator may be missed)."""
     if torch.device(device).type == 'cuda':
         synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
         base = torch.cuda.memory_allocated(device)
         timed(run, device)
         return (torch.cuda.max_memory_allocated(device) - base) / 2**20
+    release_free_memory()
     base = rss_mib()
     peak, done = [base], threading.Event()
 
@@ -64,14 +85,14 @@ def peak_memory_mib(run: Run, device: torch.device) -> float:
 
 
 def interleaved_times(runs: Dict[str, Run], device: torch.device, repeats: int,
-                      progress: bool = True) -> Dict[str, List[float]]:
+                      clock: str = 'wall', progress: bool = True) -> Dict[str, List[float]]:
     """Seconds of each run, ``repeats`` times, in turn (a, b, a, b, ...): machine noise then
     hits all runs alike. Warm up before calling."""
     times: Dict[str, List[float]] = {name: [] for name in runs}
     bar = ProgressBar(repeats * len(runs)) if progress else None
     for _ in range(repeats):
         for name, run in runs.items():
-            times[name].append(timed(run, device))
+            times[name].append(timed(run, device, clock))
             if bar:
                 bar.update()
     if bar:

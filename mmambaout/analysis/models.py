@@ -1,5 +1,5 @@
 """Detectors and segmentors built from configs for measurement: random weights, no downloads,
-and a synthetic one-image batch for them."""
+and synthetic batches for them."""
 import copy
 import importlib
 
@@ -49,19 +49,22 @@ def build_model(cfg: Config) -> nn.Module:
     return revert_sync_batchnorm(model)
 
 
-def synthetic_batch(toolbox: str, height: int, width: int) -> dict:
-    """One random ``height``×``width`` image as a dataloader yields it (before the data
+def synthetic_batch(toolbox: str, height: int, width: int, size: int = 1) -> dict:
+    """``size`` random ``height``×``width`` images as a dataloader yields them (before the data
     preprocessor), with ground truth for a training step: a few boxes and masks of class 1
     (mmdet), or labels 0 and 1 per pixel (mmseg)."""
     shape = (height, width)
     if toolbox == 'mmdet':
         from mmdet.testing import demo_mm_inputs
-        batch = demo_mm_inputs(1, [(3, *shape)], num_items=[4], num_classes=2, with_mask=True)
-        batch['data_samples'][0].set_metainfo(dict(scale_factor=(1., 1.)))
+        batch = demo_mm_inputs(size, [(3, *shape)] * size, num_items=[4] * size, num_classes=2,
+                               with_mask=True)
+        for sample in batch['data_samples']:
+            sample.set_metainfo(dict(scale_factor=(1., 1.)))
         return batch
     from mmengine.structures import PixelData
     from mmseg.structures import SegDataSample
-    sample = SegDataSample(metainfo=dict(img_shape=shape, ori_shape=shape, pad_shape=shape))
-    sample.gt_sem_seg = PixelData(data=torch.randint(0, 2, (1, *shape)))
-    image = torch.randint(0, 256, (3, *shape), dtype=torch.uint8)
-    return dict(inputs=[image], data_samples=[sample])
+    samples = [SegDataSample(metainfo=dict(img_shape=shape, ori_shape=shape, pad_shape=shape),
+                             gt_sem_seg=PixelData(data=torch.randint(0, 2, (1, *shape))))
+               for _ in range(size)]
+    images = [torch.randint(0, 256, (3, *shape), dtype=torch.uint8) for _ in range(size)]
+    return dict(inputs=images, data_samples=samples)

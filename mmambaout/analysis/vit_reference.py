@@ -62,7 +62,6 @@ class ViTReference(nn.Module):
     def __init__(self, dim: int = 384, depth: int = 12, num_heads: int = 6,
                  patch_size: int = 16, mlp_ratio: float = 4.):
         super().__init__()
-        self.dims = (dim, )
         self.patch_embed = nn.Conv2d(3, dim, patch_size, stride=patch_size)
         self.blocks = nn.Sequential(
             *[AttentionBlock(dim, num_heads, mlp_ratio) for _ in range(depth)])

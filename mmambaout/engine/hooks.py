@@ -15,20 +15,23 @@ from mmengine.runner import find_latest_checkpoint
 
 
 def random_states() -> dict:
-    """The states of every random number generator training draws from."""
+    """The states of every random number generator training draws from (of CUDA: the current
+    device's; asking for all would start a CUDA context on every GPU from every process)."""
     states = dict(python=random.getstate(), numpy=np.random.get_state(),
                   torch=torch.get_rng_state())
     if torch.cuda.is_available():
-        states['cuda'] = torch.cuda.get_rng_state_all()
+        states['cuda'] = torch.cuda.get_rng_state()
     return states
 
 
 def set_random_states(states: dict) -> None:
+    """Restore ``random_states()``; resuming maps the checkpoint to the GPU, torch wants the
+    generator states on the CPU."""
     random.setstate(states['python'])
     np.random.set_state(states['numpy'])
-    torch.set_rng_state(states['torch'])
+    torch.set_rng_state(states['torch'].cpu())
     if 'cuda' in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states['cuda'])
+        torch.cuda.set_rng_state(states['cuda'].cpu())
 
 
 @HOOKS.register_module()
@@ -39,8 +42,9 @@ class ResumeRandomStateHook(Hook):
     than the run it continues. With the states restored, and validation made to leave them as it
     found them (the run that was not stopped validates between a checkpoint and the next epoch,
     the resumed one does not), a run resumed from an epoch checkpoint ends with the same weights
-    as an uninterrupted one, given deterministic settings and no dataloader worker processes
-    (workers keep generators of their own). Distributed runs restore rank 0's states everywhere.
+    as an uninterrupted one, given deterministic settings (tested with data loaded in the
+    training process; persistent dataloader workers keep generators of their own, which no
+    checkpoint holds). Distributed runs restore rank 0's states in every process.
     """
 
     def __init__(self) -> None:
@@ -91,14 +95,16 @@ class StopOnNonFiniteLossHook(Hook):
         losses = ', '.join(f'{name}={value.item():.4g}' for name, value in outputs.items()
                            if name.startswith('loss'))
         last = runner.message_hub.get_info('last_ckpt')  # set by CheckpointHook on each save
-        kept = (f'the last good checkpoint is {last}; resume from it with --resume {last}'
-                if last else 'no checkpoint had been saved yet')
+        kept = (f'The last good checkpoint is {last}: to go on from its weights with new '
+                f'settings, add --cfg-options load_from={last} (--resume would also bring back '
+                'its learning rate and optimizer state).' if last else
+                'No checkpoint had been saved yet.')
         raise NonFiniteLossError(
             f'The loss became non-finite at iteration {runner.iter + 1} (epoch '
             f'{runner.epoch + 1}, batch {batch_idx + 1}): {losses}. Training stopped before '
-            f'the spoilt weights could be saved: {kept}. Lower the learning rate '
+            'the spoilt weights could be saved. Lower the learning rate '
             '(optim_wrapper.optimizer.lr), lengthen the warm-up or clip gradients '
-            '(optim_wrapper.clip_grad).')
+            f'(optim_wrapper.clip_grad). {kept}')
 
 
 def receiving_module(model):
@@ -121,7 +127,8 @@ def checkpoint_misfit(own: dict, theirs: dict) -> Optional[str]:
     missing = sorted(key for key in own if key not in theirs
                      and not key.endswith('num_batches_tracked'))
     if missing:
-        return f"'{missing[0]}' is not in the file ({len(missing)} model tensors are missing)"
+        return (f"'{missing[0]}' is not in the file ({len(missing)} of the model's {len(own)} "
+                'tensors are missing)')
     return None
 
 

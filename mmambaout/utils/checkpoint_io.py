@@ -29,10 +29,11 @@ def weights_only_refusal(error: Exception) -> bool:
     return 'Weights only load failed' in str(error)
 
 
-def refused_object(error: Exception) -> str:
-    """The object a weights-only refusal names, e.g. 'mmengine...HistoryBuffer'."""
+def refusal_reason(error: Exception) -> str:
+    """Why weights-only loading refused a file, with the object torch names if it does."""
     found = re.search(r'Unsupported global: GLOBAL (\S+)', str(error))
-    return found.group(1) if found else 'an object weights-only loading does not read'
+    return (f'it holds {found.group(1)}, a Python object besides tensors' if found else
+            'it holds Python objects besides tensors, or is damaged')
 
 
 def damaged_checkpoint_error(path: str, error: Exception) -> RuntimeError:
@@ -45,11 +46,10 @@ def damaged_checkpoint_error(path: str, error: Exception) -> RuntimeError:
 
 def untrusted_checkpoint_error(path: str, error: Exception) -> RuntimeError:
     return RuntimeError(
-        f"Refusing to unpickle checkpoint '{path}': it holds Python objects besides tensors "
-        f'({refused_object(error)}), and it is neither in this run\'s work dir nor trusted. '
-        'Unpickling runs whatever code a file carries. If you trust where the file comes from '
-        f'(e.g. an mmengine checkpoint of your own), pass {TRUST_FLAG}; otherwise convert it '
-        'to a plain state dict where you can trust it.')
+        f"Refusing to unpickle checkpoint '{path}': {refusal_reason(error)}, and it is neither "
+        "in this run's work dir nor trusted. Unpickling runs whatever code a file carries. If "
+        'you trust where the file comes from (e.g. an mmengine checkpoint of your own), pass '
+        f'{TRUST_FLAG}; otherwise convert it to a plain state dict where you can trust it.')
 
 
 def load_local_checkpoint(path: str, map_location, trusted: bool):

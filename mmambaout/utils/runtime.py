@@ -34,8 +34,10 @@ TOOLBOXES = ('mmdet', 'mmseg')
 DUMP_METRICS = {'mmdet': 'DumpDetResults', 'mmseg': 'DumpResults'}
 # AmpOptimWrapper arguments that the fp32 OptimWrapper does not take.
 AMP_ONLY_KEYS = ('loss_scale', 'dtype', 'use_fsdp')
-# Hooks of mmambaout.engine every training run gets.
+# Hooks of mmambaout.engine: every training run gets the first two; testing and resuming, which
+# need the whole model from the checkpoint (fine-tuning with load_from does not), the third.
 TRAINING_HOOKS = ('ResumeRandomStateHook', 'StopOnNonFiniteLossHook')
+CHECKPOINT_FIT_HOOK = 'RefuseMismatchedCheckpointHook'
 
 
 def log_warning(message: str) -> None:
@@ -95,7 +97,8 @@ def load_config(path: str, cfg_options: Optional[dict] = None, work_dir: Optiona
 
 def configure_training(cfg: Config, amp: bool = False, auto_scale_lr: bool = False,
                        resume: Optional[str] = None, trust_checkpoint: bool = False) -> None:
-    """Apply train.py's flags, check the files the run needs, adapt the run to the machine."""
+    """Apply train.py's flags, add the hooks of ``mmambaout.engine``, check the files the run
+    needs, choose which checkpoints may be unpickled, adapt the run to the machine."""
     if amp:
         enable_amp(cfg)
     if auto_scale_lr:
@@ -103,7 +106,7 @@ def configure_training(cfg: Config, amp: bool = False, auto_scale_lr: bool = Fal
     set_resume(cfg, resume)
     add_custom_hooks(cfg, TRAINING_HOOKS)
     if resume is not None:
-        add_custom_hooks(cfg, ['RefuseMismatchedCheckpointHook'])
+        add_custom_hooks(cfg, [CHECKPOINT_FIT_HOOK])
     check_pretrained_files(cfg.model)
     validated = ['val_dataloader'] if cfg.get('val_cfg') else []  # the runner's rule
     check_dataset_files(cfg, ['train_dataloader', *validated])
@@ -115,11 +118,12 @@ def configure_testing(cfg: Config, checkpoint: str, out: Optional[str] = None,
                       show: bool = False, show_dir: Optional[str] = None,
                       wait_time: float = 2., tta: bool = False,
                       trust_checkpoint: bool = False) -> None:
-    """Apply test.py's flags, check the files the run needs, adapt the run to the machine."""
+    """Apply test.py's flags, refuse a checkpoint that does not fit the model, check the files
+    the run needs, choose which checkpoints may be unpickled, adapt the run to the machine."""
     if '://' not in checkpoint and not osp.isfile(checkpoint):
         raise FileNotFoundError(f"Checkpoint '{checkpoint}' does not exist.")
     cfg.load_from = checkpoint
-    add_custom_hooks(cfg, ['RefuseMismatchedCheckpointHook'])
+    add_custom_hooks(cfg, [CHECKPOINT_FIT_HOOK])
     if show or show_dir:
         enable_visualization(cfg, show, show_dir, wait_time)
     if tta:
@@ -162,7 +166,7 @@ def set_resume(cfg: Config, resume: Optional[str]) -> None:
 def add_custom_hooks(cfg: Config, hook_types) -> None:
     """Append a hook of each type to ``custom_hooks``, unless the config lists one already."""
     hooks = list(cfg.get('custom_hooks') or [])
-    listed = {hook['type'] for hook in hooks}
+    listed = {hook.get('type') for hook in hooks}
     cfg.custom_hooks = hooks + [dict(type=name) for name in hook_types if name not in listed]
 
 

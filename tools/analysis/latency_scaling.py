@@ -9,8 +9,9 @@ Every size H runs square (H×H) and detection-like (H×1.6H, the width rounded t
 over all inputs: 1 is linear, 2 quadratic. The ViT-S/16 reference crosses the paper's
 threshold L = 6·D = 2304 tokens at 2304·16² pixels (768×768). Batch 1, inference mode; per
 model and size, the first (warm-up) call measures peak memory, then --repeats calls are timed
-in turn with the other models' and the median is kept. A preset that the installed package
-cannot build (e.g. an unknown ``token_mixer``) is skipped with a note.
+in turn with the other models' and the median is kept (--clock cpu: process CPU time, for a
+CPU shared with other jobs). A preset that the installed package cannot build (e.g. an
+unknown ``token_mixer``) is skipped with a note.
 
 --out PREFIX writes PREFIX.csv and PREFIX.png (log-log, with the fits).
 """
@@ -27,8 +28,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from mmengine.utils import ProgressBar  # noqa: E402
 
-import mmambaout  # noqa: E402,F401  (registers the backbones)
-from mmambaout.analysis.measure import interleaved_times, peak_memory_mib  # noqa: E402
+from mmambaout.analysis.measure import (CLOCKS, interleaved_times,  # noqa: E402
+                                        peak_memory_mib)
 from mmambaout.analysis.report import markdown_table, write_csv  # noqa: E402
 from mmambaout.analysis.scaling import scaling_exponent  # noqa: E402
 from mmambaout.analysis.vit_reference import ViTReference  # noqa: E402
@@ -59,6 +60,8 @@ def parse_args(argv=None):
                         help='width / height ratios')
     parser.add_argument('--repeats', type=int, default=3)
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--clock', choices=sorted(CLOCKS), default='wall',
+                        help='cpu: process CPU time, for a CPU shared with other jobs')
     parser.add_argument('--out', type=Path, metavar='PREFIX', help='write a CSV file and a PNG')
     return parser.parse_args(argv)
 
@@ -80,7 +83,7 @@ def build_backbones(backbone_cfgs, device):
     return backbones
 
 
-def measure(backbones, shapes, repeats, device):
+def measure(backbones, shapes, repeats, device, clock):
     """One row (a dict of HEADER) per backbone and input shape."""
     rows = []
     bar = ProgressBar(len(shapes) * len(backbones))
@@ -89,7 +92,7 @@ def measure(backbones, shapes, repeats, device):
         runs = {label: partial(backbone, x) for label, backbone in backbones.items()}
         with torch.inference_mode():
             memory = {label: peak_memory_mib(run, device) for label, run in runs.items()}
-            times = interleaved_times(runs, device, repeats, progress=False)
+            times = interleaved_times(runs, device, repeats, clock, progress=False)
         rows += [dict(zip(HEADER, (label, height, width, height * width,
                                    round(1000 * statistics.median(times[label]), 1),
                                    round(memory[label], 1)))) for label in runs]
@@ -106,7 +109,7 @@ def time_exponents(rows):
             for m in models}
 
 
-def plot(rows, exponents, path: Path, device: str) -> None:
+def plot(rows, exponents, path: Path, setting: str) -> None:
     """Log-log time (left) and peak memory (right) against pixels; markers by aspect."""
     fig, (times, memory) = plt.subplots(1, 2, figsize=(13, 5))
     colors = plt.rcParams['axes.prop_cycle'].by_key()['color']
@@ -129,7 +132,7 @@ def plot(rows, exponents, path: Path, device: str) -> None:
         axis.grid(True, which='both', alpha=0.3)
     times.text(VIT_S16_THRESHOLD_PIXELS * 1.05, times.get_ylim()[0] * 1.5,
                'ViT-S/16: L = 6·D', color='gray', fontsize=8)
-    times.set_title(f'Backbone forward time, batch 1, {device}')
+    times.set_title(f'Backbone forward time, batch 1, {setting}')
     memory.set_title('Peak memory of one forward')
     times.legend(fontsize=8, title='fitted exponent of time vs pixels', title_fontsize=8)
     memory.legend(fontsize=8)
@@ -145,9 +148,10 @@ def main(argv=None):
     backbone_cfgs += [(label, ast.literal_eval(cfg)) for label, cfg in args.backbone]
     backbones = build_backbones(backbone_cfgs, args.device)
     shapes = input_shapes(args.sizes, args.aspects)
-    rows = measure(backbones, shapes, args.repeats, args.device)
+    rows = measure(backbones, shapes, args.repeats, args.device, args.clock)
     print(f'Backbone forward, batch 1, {args.device}, torch {torch.__version__}, '
-          f'{torch.get_num_threads()} threads, median of {args.repeats} interleaved runs:\n')
+          f'{torch.get_num_threads()} threads, {args.clock} clock, median of {args.repeats} '
+          'interleaved runs:\n')
     table = [[row[column] for column in HEADER] for row in rows]
     print(markdown_table(HEADER, table))
     exponents = time_exponents(rows)
@@ -155,7 +159,7 @@ def main(argv=None):
     print(markdown_table(['model', 'exponent'], [[m, f'{e:.2f}'] for m, e in exponents.items()]))
     if args.out:
         write_csv(f'{args.out}.csv', HEADER, table)
-        plot(rows, exponents, Path(f'{args.out}.png'), args.device)
+        plot(rows, exponents, Path(f'{args.out}.png'), f'{args.device}, {args.clock} clock')
         print(f'\nWrote {args.out}.csv, {args.out}.png')
 
 

@@ -75,25 +75,27 @@ def plot(results, path: Path) -> None:
     """Left: L/6D per stage and config (log scale, threshold at 1). Right: FLOP shares."""
     fig, (ratios, shares) = plt.subplots(
         1, 2, figsize=(15, 5.5), gridspec_kw=dict(width_ratios=[3, 2]))
-    names = [f"{r['name']}\n{r['input']}" for r in results]
+    names = [f"{r['name']} {r['input']}" for r in results]
     num_stages = max(len(r['stages']) for r in results)
     width = 0.8 / num_stages
     for stage in range(num_stages):
         xs = [i + (stage - (num_stages - 1) / 2) * width for i in range(len(results))]
         values = [r['stages'][stage].ratio if stage < len(r['stages']) else 0 for r in results]
         ratios.bar(xs, values, width, label=f'stage {stage}')
-    ratios.axhline(1, color='black', linestyle='--', linewidth=1)
-    ratios.text(len(results) - 0.5, 1.08, f'L = {LONG_SEQUENCE_FACTOR}·D: long above',
-                ha='right', va='bottom', fontsize=9)
+    ratios.axhline(1, color='black', linestyle='--', linewidth=1,
+                   label=f'L = {LONG_SEQUENCE_FACTOR}·D (long above)')
     ratios.set_yscale('log')
+    ratios.set_ylim(top=ratios.get_ylim()[1] * 10)  # room for the legend
     ratios.set_ylabel(f'L / {LONG_SEQUENCE_FACTOR}D (tokens over threshold)')
     ratios.set_xticks(range(len(results)), names, rotation=30, ha='right', fontsize=8)
     ratios.set_title('Token count per stage against the long-sequence threshold')
-    ratios.legend(fontsize=8)
+    ratios.legend(fontsize=8, ncol=num_stages + 1, loc='upper center')
 
     left = [0.] * len(results)
     for part in PARTS:
         values = [100 * r['flops'][part] / r['flops']['total'] for r in results]
+        if not any(values):
+            continue
         shares.barh(range(len(results)), values, left=left, label=part)
         left = [a + b for a, b in zip(left, values)]
     shares.set_yticks(range(len(results)), [r['name'] for r in results], fontsize=8)
@@ -101,7 +103,7 @@ def plot(results, path: Path) -> None:
     shares.set_xlabel('% of backbone FLOPs')
     shares.set_xlim(0, 100)
     shares.set_title('Backbone FLOPs: token vs channel mixing')
-    shares.legend(fontsize=8, ncol=len(PARTS), loc='upper center', bbox_to_anchor=(0.5, -0.12))
+    shares.legend(fontsize=8, ncol=len(PARTS), loc='upper center', bbox_to_anchor=(0.5, -0.14))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
