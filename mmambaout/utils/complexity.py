@@ -17,6 +17,7 @@ from mmengine.config import Config
 from mmengine.model import revert_sync_batchnorm
 from mmengine.structures import BaseDataElement
 
+from ..ops import scan_flop_handles
 from .runtime import toolbox_of
 
 # Input (H, W) of the MambaOut paper's tables: COCO Mask R-CNN, ADE20K UperNet.
@@ -51,6 +52,7 @@ def model_complexity(cfg: Config, height: int, width: int) -> dict:
     # Trace the tensor forward with the samples bound, as mmdet's get_flops does.
     model.forward = partial(model.forward, data_samples=data['data_samples'], mode='tensor')
     analyzer = FlopAnalyzer(model, (data['inputs'], ))
+    analyzer.set_op_handle(**scan_flop_handles())  # else the selective scan counts as 0
     analyzer.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
     analyzer.tracer_warnings('none')
     with torch.no_grad():

@@ -12,9 +12,9 @@ detection, 512×512 for segmentation. Per model, the first (warm-up) call measur
 then the models run in turn, --repeats times, and the figure is the median of the per-round
 time ratios CONFIG / reference (--clock cpu: process CPU time, for a CPU shared with other
 jobs). --train also times ``train_step`` (forward, backward and an AdamW update) on a batch of
-two such images with a few ground-truth objects. With random weights a detector's scores stay under its
-test score threshold, so no detections reach the mask head (a trained one keeps up to 100):
-the comparison weighs the backbone more than real inference does.
+two such images with a few ground-truth objects. With random weights a detector's scores stay
+under its test score threshold, so no detections reach the mask head (a trained one keeps up
+to 100): the comparison weighs the backbone more than real inference does.
 """
 import argparse
 import copy

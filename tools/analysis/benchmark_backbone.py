@@ -8,15 +8,13 @@ features a detector consumes; timm's side is ``forward_intermediates`` (the same
 without output norms), so ours does slightly more work.
 """
 import argparse
-import os
 import statistics
-import threading
-import time
+from functools import partial
 
 import timm
 import torch
-from mmengine.utils import ProgressBar
 
+from mmambaout.analysis.measure import interleaved_times, peak_memory_mib
 from mmambaout.models.backbones.mambaout import MambaOut, convert_mambaout_checkpoint
 
 
@@ -54,61 +52,19 @@ def check_same_maths(ours, models, device):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
 
 
-def timed(fn, x):
-    if x.is_cuda:
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    with torch.inference_mode():
-        fn(x)
-    if x.is_cuda:
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
-
-
-def rss_mib():
-    with open('/proc/self/statm') as f:
-        return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**20
-
-
-def peak_memory_mib(fn, x):
-    """Extra memory one forward needs: the CUDA allocator's peak, or on CPU the peak resident
-    set above the level before the call, sampled every millisecond by a side thread."""
-    if x.is_cuda:
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-        timed(fn, x)
-        return (torch.cuda.max_memory_allocated() - base) / 2**20
-    base, peak, done = rss_mib(), [0.], threading.Event()
-
-    def sample():
-        while not done.is_set():
-            peak[0] = max(peak[0], rss_mib())
-            time.sleep(1e-3)
-
-    sampler = threading.Thread(target=sample)
-    sampler.start()
-    timed(fn, x)
-    done.set()
-    sampler.join()
-    return peak[0] - base
-
-
 def main():
     args = parse_args()
     shape = (args.batch, 3, *args.shape)
     ours, models = build_pair(args.arch, args.device)
     check_same_maths(ours, models, args.device)
     x = torch.randn(*shape, device=args.device)
-    for fn in models.values():  # warm-up
-        timed(fn, x)
-    times = {name: [] for name in models}
-    bar = ProgressBar(args.repeats)
-    for _ in range(args.repeats):
-        for name, fn in models.items():
-            times[name].append(timed(fn, x))
-        bar.update()
+    runs = {name: partial(fn, x) for name, fn in models.items()}
+    with torch.inference_mode():
+        for run in runs.values():  # warm-up
+            run()
+        times = interleaved_times(runs, x.device, args.repeats)
+        memory = {name: peak_memory_mib(run, x.device) for name, run in runs.items()}
     ratios = [o / t for o, t in zip(times['ours'], times['timm'])]
-    memory = {name: peak_memory_mib(fn, x) for name, fn in models.items()}
     print(f'\nMambaOut-{args.arch}, input {shape}, {args.device}, torch {torch.__version__}, '
           f'{torch.get_num_threads()} threads, {args.repeats} interleaved runs')
     print('| model | median ms | peak memory MiB |\n|---|---|---|')

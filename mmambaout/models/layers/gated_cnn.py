@@ -44,7 +44,7 @@ class GatedCNNBlock(nn.Module):
     def mix_tokens(self, c: torch.Tensor) -> torch.Tensor:
         """The convolved branch, NHWC in and out."""
         c = self.conv(c.permute(0, 3, 1, 2))
-        return c.permute(0, 2, 3, 1) if self.ssm is None else self.ssm.scan(F.silu(c))
+        return c.permute(0, 2, 3, 1) if self.ssm is None else self.ssm(F.silu(c))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         g, ic = torch.split(self.fc1(self.norm(x)), self.hidden, dim=-1)
