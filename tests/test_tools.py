@@ -299,9 +299,9 @@ def test_dist_scripts_call_torchrun(fake_bin):
               '--master_port=29555 --nproc_per_node=4 ')
     tools = REPO / 'tools'
     assert run_script('dist_train.sh', 'cfg.py', '4', '--amp', env=env) == (
-        f'{launch}{tools}/train.py cfg.py --launcher pytorch --amp')
+        f'{launch}{tools}/train.py cfg.py --amp --launcher pytorch')
     assert run_script('dist_test.sh', 'cfg.py', 'ckpt.pth', '4', '--tta', env=env) == (
-        f'{launch}{tools}/test.py cfg.py ckpt.pth --launcher pytorch --tta')
+        f'{launch}{tools}/test.py cfg.py ckpt.pth --tta --launcher pytorch')
 
 
 def test_slurm_script_calls_srun(fake_bin):

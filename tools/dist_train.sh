@@ -1,24 +1,5 @@
 #!/usr/bin/env bash
 # Distributed training on one or more nodes: dist_train.sh CONFIG GPUS [train.py args]
-# Multi-node: set NNODES, NODE_RANK, MASTER_ADDR and PORT on every node.
-# Without GPUs, GPUS is the number of CPU processes (train.py switches to gloo).
+# Multi-node: set NNODES, NODE_RANK, MASTER_ADDR and PORT on every node (see dist_run.sh).
 set -euo pipefail
-
-CONFIG=$1
-GPUS=$2
-NNODES=${NNODES:-1}
-NODE_RANK=${NODE_RANK:-0}
-PORT=${PORT:-29500}
-MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
-TOOLS=$(cd "$(dirname "$0")" && pwd)
-VENV_PYTHON="$TOOLS/../.venv/bin/python"
-PYTHON=${PYTHON:-$([ -x "$VENV_PYTHON" ] && echo "$VENV_PYTHON" || echo python)}
-
-PYTHONPATH="$TOOLS/..":${PYTHONPATH:-} \
-"$PYTHON" -m torch.distributed.run \
-    --nnodes="$NNODES" \
-    --node_rank="$NODE_RANK" \
-    --master_addr="$MASTER_ADDR" \
-    --master_port="$PORT" \
-    --nproc_per_node="$GPUS" \
-    "$TOOLS/train.py" "$CONFIG" --launcher pytorch "${@:3}"
+exec bash "$(dirname "$0")/dist_run.sh" train.py "$2" "$1" "${@:3}"
