@@ -1,21 +1,7 @@
 """Generate the toy long-range segmentation set (see mmambaout/datasets/toy_longrange.py)."""
-import argparse
-
 from mmambaout.datasets import make_toy_longrange
-
-
-def main():
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument('--out', default='data/toy_longrange', help='output folder')
-    parser.add_argument('--num-train', type=int, default=200)
-    parser.add_argument('--num-val', type=int, default=50)
-    parser.add_argument('--seed', type=int, default=0)
-    args = parser.parse_args()
-    paths = make_toy_longrange(args.out, num_train=args.num_train, num_val=args.num_val,
-                               seed=args.seed)
-    for name, path in paths.items():
-        print(f'{name}: {path}')
-
+from mmambaout.datasets.cli import generate_from_command_line
 
 if __name__ == '__main__':
-    main()
+    generate_from_command_line(__doc__, make_toy_longrange, out='data/toy_longrange', num_train=200,
+                               num_val=50)
