@@ -226,3 +226,11 @@ def test_ss2d_twin_differs_only_by_the_ssm():
 def test_unknown_token_mixer():
     with pytest.raises(ValueError, match="token_mixer 'ssm'.*gated_cnn_ss2d"):
         MambaOut('femto', token_mixer='ssm')
+
+
+def test_pickled_objects_in_pretrained_file_are_refused(tmp_path, timm_femto):
+    path = tmp_path / 'pickled.pth'
+    torch.save({'model': timm_femto.state_dict(), 'config': logging.Formatter()}, path)
+    with pytest.raises(RuntimeError, match=r"pickled.pth' weights-only: it holds logging\.Formatter"
+                       r'.*convert_checkpoint.py --trust-pickle'):
+        MambaOut('femto', init_cfg=dict(type='Pretrained', checkpoint=str(path))).init_weights()

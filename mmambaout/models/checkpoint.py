@@ -13,6 +13,9 @@ from mmengine.logging import print_log
 from mmengine.runner import CheckpointLoader
 from torch import nn
 
+from ..utils.checkpoint_io import (damaged_checkpoint_error, refusal_reason,
+                                   weights_only_refusal)
+
 StateDict = Dict[str, torch.Tensor]
 Converter = Callable[[StateDict], Tuple[StateDict, List[str]]]
 
@@ -32,12 +35,12 @@ def read_checkpoint(path: str) -> dict:
     try:
         return torch.load(path, map_location='cpu', weights_only=True)
     except Exception as err:  # torch raises several types for damaged or foreign files
-        hint = ('The file holds Python objects besides tensors; if you trust its origin, '
-                'convert it once with tools/convert_checkpoint.py --trust-pickle.'
-                if 'weights_only' in str(err) or 'Unsupported global' in str(err) else
-                'The file is truncated or not a PyTorch checkpoint: download or copy it again.')
-        raise RuntimeError(f"Cannot read checkpoint '{path}': {type(err).__name__}: "
-                           f"{str(err).splitlines()[0]}. {hint}") from err
+        if not weights_only_refusal(err):
+            raise damaged_checkpoint_error(path, err) from err
+        raise RuntimeError(
+            f"Cannot read checkpoint '{path}' weights-only: {refusal_reason(err)}. If you trust "
+            'its origin, convert it once with tools/convert_checkpoint.py --trust-pickle.'
+        ) from err
 
 
 def unwrap_state_dict(checkpoint: dict) -> StateDict:
