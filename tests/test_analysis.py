@@ -328,6 +328,20 @@ def test_latency_scaling_cli(tmp_path):
     assert Path(f'{prefix}.png').stat().st_size > 10_000
 
 
+def test_benchmark_scan_cli():
+    out = run_tool('tools/analysis/benchmark_scan.py', '--dim', 8, '--state', 2, '--length', 40,
+                   '--repeats', 2, '--reference-repeats', 1)
+    rows = {cells[1].strip(): [float(c) for c in cells[2:4]]
+            for cells in (line.split('|') for line in out.splitlines())
+            if len(cells) == 5 and cells[2].strip()[:1].isdigit()}
+    assert set(rows) == {'reference', 'chunked', 'softplus(delta + bias) alone'}
+    assert all(ms > 0 for times in rows.values() for ms in times)
+    assert 'reference/chunked: forward ' in out and 'x, forward+backward ' in out
+    result = subprocess.run([sys.executable, 'tools/analysis/benchmark_scan.py',
+                             '--reference-repeats', '0'], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 2 and '--reference-repeats must be from 1' in result.stderr
+
+
 @pytest.mark.slow
 def test_benchmark_cli_detection_with_training_step():
     out = run_tool('tools/analysis/benchmark.py', TOY_DET_CONFIG, '--shape', 64, 96,

@@ -5,13 +5,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from mmdet.registry import MODELS
 from mmdet.testing import demo_mm_inputs
 from mmdet.utils import register_all_modules
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from torch import nn
 
+from mmambaout.analysis.models import build_model
 from mmambaout.utils import runtime
 from mmambaout.utils.data_check import check_dataset_files
 
@@ -30,15 +30,9 @@ def config_param(path: Path):
     return pytest.param(path, id=path.stem, marks=[pytest.mark.slow] if slow else [])
 
 
-def load(path: Path) -> Config:
-    cfg = Config.fromfile(path)
-    cfg.model.backbone.init_cfg = None
-    return cfg
-
-
 @lru_cache(maxsize=None)
 def build(path: Path) -> nn.Module:
-    return MODELS.build(load(path).model)
+    return build_model(Config.fromfile(path))
 
 
 def demo_batch(model, training: bool) -> dict:
@@ -98,7 +92,7 @@ def test_recipe():
 
 
 def test_norms_and_biases_get_no_weight_decay():
-    cfg = load(TINY)
+    cfg = Config.fromfile(TINY)
     runtime.use_fp32_optim_wrapper(cfg)  # AmpOptimWrapper needs a GPU; the groups are the same
     model = build(TINY)
     optimizer = build_optim_wrapper(model, cfg.optim_wrapper).optimizer
@@ -126,7 +120,7 @@ def test_missing_pretrained_file_stops_at_startup(tmp_path, monkeypatch):
 def test_missing_data_root_names_the_layout(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(FileNotFoundError) as error:
-        check_dataset_files(load(TINY), ['train_dataloader'])
+        check_dataset_files(Config.fromfile(TINY), ['train_dataloader'])
     message = str(error.value)
     for path in ('data/coco/annotations/instances_train2017.json', 'data/coco/', 'train2017/',
                  'val2017/'):

@@ -7,13 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.model import revert_sync_batchnorm
 from mmengine.structures import PixelData
-from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 from mmseg.utils import register_all_modules
 from torch import nn
 
+from mmambaout.analysis.models import build_model
 from mmambaout.utils import runtime
 from mmambaout.utils.data_check import check_dataset_files
 
@@ -34,16 +33,9 @@ def size_config(size: str) -> Path:
     return CONFIG_DIR / f'upernet_mambaout_{size}_ade20k.py'
 
 
-def load(path: Path) -> Config:
-    cfg = Config.fromfile(path)
-    cfg.model.backbone.init_cfg = None
-    return cfg
-
-
 @lru_cache(maxsize=None)
 def build(path: Path) -> nn.Module:
-    # The Runner turns SyncBN into BN when not distributed; do the same here.
-    return revert_sync_batchnorm(MODELS.build(load(path).model))
+    return build_model(Config.fromfile(path))  # with BN for SyncBN, as the Runner on one process
 
 
 def seg_batch(model, shapes, training: bool) -> dict:
@@ -125,7 +117,7 @@ def test_recipe():
 
 
 def test_tta_is_multi_scale_and_flip():
-    cfg = load(size_config('tiny'))
+    cfg = Config.fromfile(size_config('tiny'))
     runtime.use_tta(cfg)  # what tools/test.py --tta does
     assert cfg.model.type == 'SegTTAModel'
     pipeline = cfg.test_dataloader.dataset.pipeline
@@ -157,7 +149,7 @@ def test_missing_pretrained_file_stops_at_startup(tmp_path, monkeypatch):
 def test_missing_data_root_names_the_layout(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(FileNotFoundError) as error:
-        check_dataset_files(load(size_config('tiny')), ['train_dataloader'])
+        check_dataset_files(Config.fromfile(size_config('tiny')), ['train_dataloader'])
     message = str(error.value)
     for path in ('data/ade/ADEChallengeData2016/images/training',
                  'data/ade/ADEChallengeData2016/annotations/training', 'annotations/validation'):

@@ -91,11 +91,51 @@ def test_matches_reference(backend, state, groups, options, dtype):
     assert_close(actual, expected, 1e-4 if dtype == torch.float32 else 1e-2)
 
 
+def chunked_algorithm(inputs, chunk_size=None, delta_softplus=False, with_chunk=False):
+    """Which of the chunked backend's two algorithms takes these inputs (and with what chunk)."""
+    delta = inputs['delta'].float() + inputs.get('delta_bias', torch.zeros(1))[:, None]
+    delta = F.softplus(delta) if delta_softplus else delta
+    B, C = (inputs[k].float().unsqueeze(1) if inputs[k].dim() == 3 else inputs[k].float()
+            for k in 'BC')
+    *_, backward = chunked.forward(inputs['u'].float(), delta, inputs['A'], B, C, chunk_size)
+    algorithm = backward.func.__name__.strip('_').replace('_backward', '')
+    return (algorithm, backward.keywords['chunk']) if with_chunk else algorithm
+
+
+@pytest.fixture(params=['log_space', 'multiply_only'])
+def algorithm(request, monkeypatch):
+    """Run the chunked backend's log-space algorithm, or force its multiply-only one."""
+    if request.param == 'multiply_only':
+        monkeypatch.setattr(chunked, '_MAX_LOG_DECAY', -1.)
+    return request.param
+
+
+@pytest.mark.parametrize('state,groups,options', CASES)
+def test_chunked_algorithms_match_reference(algorithm, state, groups, options):
+    inputs = make_inputs(state=state, groups=groups, options=options)
+    inputs['A'] = inputs['A'].clamp(min=-1.)  # so that no chunk of 4 decays by e^-40
+    assert chunked_algorithm(inputs, 4, options) == algorithm
+    expected = run('reference', inputs, delta_softplus=options)
+    assert_close(run('chunked', inputs, delta_softplus=options, chunk_size=4), expected, 1e-4)
+
+
+@pytest.mark.parametrize('step,used', [(2.4, ('log_space', 16)), (2.6, ('log_space', 4)),
+                                       (9.9, ('log_space', 4)), (10.1, ('multiply_only', 16))])
+def test_log_space_only_while_a_chunk_decays_at_most_e40(step, used):
+    # Δ·A = -step everywhere: a chunk of 16 decays by e^-(16·step), one of 4 by e^-(4·step)
+    inputs = make_inputs(length=40, options=False)
+    inputs.update(delta=torch.full_like(inputs['delta'], step), A=-torch.ones_like(inputs['A']))
+    assert chunked_algorithm(inputs, 16, with_chunk=True) == used
+    assert_close(run('chunked', inputs, chunk_size=16), run('reference', inputs), 1e-4)
+
+
 @pytest.mark.parametrize('backend', FAST_BACKENDS)
 @pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16], ids=['bf16', 'fp16'])
 def test_half_precision_large_delta_is_finite(backend, dtype):
     # softplus(Δ) up to ~60 with A down to -e^2.5: decays of e^-700 underflow, nothing overflows
     inputs = make_inputs(state=16, dtype=dtype, delta_scale=20., **setting_for(backend))
+    if backend == 'chunked':
+        assert chunked_algorithm(inputs, delta_softplus=True) == 'multiply_only'
     expected = run('reference', inputs, delta_softplus=True)
     actual = run(backend, inputs, delta_softplus=True)
     for name, value in actual.items():
@@ -106,7 +146,9 @@ def test_half_precision_large_delta_is_finite(backend, dtype):
 @pytest.mark.parametrize('chunk_size', [2, 3, 5, 64])
 @pytest.mark.parametrize('block_states', [7, 100, 1 << 22])
 def test_chunked_blocks_and_chunks(monkeypatch, chunk_size, block_states):
-    # blocks of one step up to one block for all; chunks from 2 to longer than the sequence
+    # multiply-only: blocks of one step up to one block for all; chunks from 2 to longer than
+    # the sequence (the log-space algorithm's chunks are in the tests above)
+    monkeypatch.setattr(chunked, '_MAX_LOG_DECAY', -1.)
     monkeypatch.setattr(chunked, '_BLOCK_STATES', block_states)
     inputs = make_inputs(state=3, length=50)
     assert_close(run('chunked', inputs, chunk_size=chunk_size), run('reference', inputs), 1e-4)

@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 from mmengine.config import Config
-from mmengine.registry import DefaultScope
 
+from mmambaout.analysis.models import build_model
 from mmambaout.models.backbones.vmamba import VMamba
 from mmambaout.models.layers.ss2d import SS2D, CrossSelectiveScan, cross_merge, cross_scan
 
@@ -333,15 +333,6 @@ def test_registered_in_both_toolboxes(scope):
 
 # ---------------------------------------------------------------- configs
 
-def build_from_config(path, scope):
-    import importlib
-    importlib.import_module(f'{scope}.utils').register_all_modules(init_default_scope=False)
-    cfg = Config.fromfile(path)
-    cfg.model.backbone.init_cfg = None
-    with DefaultScope.overwrite_default_scope(scope):
-        return importlib.import_module(f'{scope}.registry').MODELS.build(cfg.model)
-
-
 def test_detection_configs_follow_vmambas_recipe():
     cfgs = {size: Config.fromfile(CONFIG_DIR / f'mask_rcnn_vmamba_{size}_coco.py')
             for size in ('tiny', 'small', 'base')}
@@ -381,21 +372,18 @@ def test_segmentation_configs_follow_vmambas_recipe():
         tiny=0.2, small=0.3, base=0.5)
 
 
-@pytest.mark.parametrize('name,scope,published', [
-    ('mask_rcnn_vmamba_tiny_coco.py', 'mmdet', 50e6),
-    ('upernet_vmamba_tiny_ade20k.py', 'mmseg', 62e6)])
-def test_tiny_model_sizes_match_published(name, scope, published):
-    model = build_from_config(CONFIG_DIR / name, scope)
+@pytest.mark.parametrize('name,published', [('mask_rcnn_vmamba_tiny_coco.py', 50e6),
+                                            ('upernet_vmamba_tiny_ade20k.py', 62e6)])
+def test_tiny_model_sizes_match_published(name, published):
+    model = build_model(Config.fromfile(CONFIG_DIR / name))
     assert sum(p.numel() for p in model.parameters()) == pytest.approx(published, rel=0.02)
 
 
 @pytest.mark.slow
 def test_upernet_vmamba_trains():
-    from mmengine.model import revert_sync_batchnorm
     from mmengine.structures import PixelData
     from mmseg.structures import SegDataSample
-    model = revert_sync_batchnorm(
-        build_from_config(CONFIG_DIR / 'upernet_vmamba_tiny_ade20k.py', 'mmseg')).train()
+    model = build_model(Config.fromfile(CONFIG_DIR / 'upernet_vmamba_tiny_ade20k.py')).train()
     model.data_preprocessor.size = (32, 32)  # not the config's 512x512 crop: a CPU test
     inputs = [torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8)] * 2
     samples = [SegDataSample(gt_sem_seg=PixelData(data=torch.randint(0, 150, (1, 32, 32))),

@@ -55,9 +55,7 @@ def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
             delta = delta + delta_bias[:, None]
         if delta_softplus:
             delta = F.softplus(delta)
-        out, last_state = SelectiveScan.apply(u, delta, A, B, C, kernel, chunk_size)
-        if D is not None:
-            out = out.addcmul_(u, D[:, None])  # in place: SelectiveScan keeps no outputs
+        out, last_state = SelectiveScan.apply(u, delta, A, B, C, D, kernel, chunk_size)
         if z is not None:
             out = out * F.silu(z)
     out = out.to(dtype)
@@ -65,27 +63,39 @@ def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
 
 
 class SelectiveScan(torch.autograd.Function):
-    """y_t = Σ_n C_t·h_t with h_t = exp(Δ_t·A)·h_{t-1} + Δ_t·B_t·u_t, as one autograd node.
+    """y_t = Σ_n C_t·h_t + D·u_t with h_t = exp(Δ_t·A)·h_{t-1} + Δ_t·B_t·u_t, as one autograd
+    node (D inside: its terms are added in place to the kernel's fresh y and ∂u, which saves two
+    whole-tensor passes and two allocations).
 
     ``kernel`` is a backend module with ``forward(u, delta, A, B, C, chunk_size)`` returning
-    (y, last state, *residuals) and ``backward(grad_y, grad_last_state, u, delta, A, B, C,
-    *residuals, chunk_size=...)`` returning the five gradients. Whatever the backend, a jit trace
-    shows one ``prim::PythonOp.SelectiveScan`` node, which ``flops.py`` counts.
+    (y, last state, residuals, backward), where ``backward(grad_y, grad_last_state, u, delta, A, B,
+    C, *residuals)`` returns the five gradients: a backend may solve a call one of several ways,
+    and its forward says which backward undoes it. Whatever the backend, a jit trace shows one
+    ``prim::PythonOp.SelectiveScan`` node, which ``flops.py`` counts.
     """
 
     @staticmethod
-    def forward(ctx, u, delta, A, B, C, kernel: ModuleType, chunk_size: Optional[int]):
-        y, last_state, *residuals = kernel.forward(u, delta, A, B, C, chunk_size)
-        ctx.save_for_backward(u, delta, A, B, C, *residuals)
-        ctx.kernel, ctx.chunk_size = kernel, chunk_size
+    def forward(ctx, u, delta, A, B, C, D: Optional[Tensor], kernel: ModuleType,
+                chunk_size: Optional[int]):
+        y, last_state, residuals, ctx.kernel_backward = kernel.forward(u, delta, A, B, C,
+                                                                        chunk_size)
+        if D is not None:
+            y.addcmul_(u, D[:, None])
+        ctx.save_for_backward(u, delta, A, B, C, D, *residuals)
         return y, last_state
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_y, grad_last_state):
-        grads = ctx.kernel.backward(grad_y.contiguous(), grad_last_state.contiguous(),
-                                    *ctx.saved_tensors, chunk_size=ctx.chunk_size)
-        return (*grads, None, None)
+        u, delta, A, B, C, D, *residuals = ctx.saved_tensors
+        grad_y = grad_y.contiguous()
+        grad_u, *grads = ctx.kernel_backward(grad_y, grad_last_state.contiguous(), u, delta, A, B,
+                                             C, *residuals)
+        grad_D = None
+        if D is not None:
+            grad_u.addcmul_(grad_y, D[:, None])
+            grad_D = torch.einsum('bdl,bdl->d', grad_y, u)
+        return (grad_u, *grads, grad_D, None, None)
 
 
 def _kernel(backend: str, u: Tensor) -> Optional[ModuleType]:

@@ -12,7 +12,8 @@ for A (per batch).
 Importing this module needs triton; ``selective_scan`` imports it only when asked for it. With
 ``TRITON_INTERPRET=1`` set before triton is imported, the kernels run on CPU tensors (slowly).
 """
-from typing import Optional, Tuple
+import functools
+from typing import Callable, Optional, Tuple
 
 import torch
 import triton
@@ -22,15 +23,17 @@ Tensor = torch.Tensor
 
 
 def forward(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
-            chunk_size: Optional[int] = None) -> Tuple[Tensor, Tensor, Tensor]:
-    """y = Σ_n C·h (b, d, L), the last state (b, d, n), and the state before every chunk."""
+            chunk_size: Optional[int] = None) -> Tuple[Tensor, Tensor, Tuple[Tensor],
+                                                        Callable[..., Tuple[Tensor, ...]]]:
+    """y = Σ_n C·h (b, d, L), the last state (b, d, n), the state before every chunk, and the
+    backward."""
     tiles = _Tiles(u, A, B, chunk_size)
     y = torch.empty_like(u)
     last_state = u.new_empty(u.shape[0], u.shape[1], A.shape[1])
     chunk_states = u.new_empty(*last_state.shape, tiles.num_chunks)
     _forward_kernel[tiles.grid](u, delta, A, B, C, y, last_state, chunk_states, *tiles.args,
                                 **tiles.meta)
-    return y, last_state, chunk_states
+    return y, last_state, (chunk_states,), functools.partial(backward, chunk_size=chunk_size)
 
 
 def backward(grad_y: Tensor, grad_last_state: Tensor, u: Tensor, delta: Tensor, A: Tensor,
@@ -73,37 +76,55 @@ def _then(a1, x1, a2, x2):
 
 
 @triton.jit
-def _forward_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, y_ptr, last_state_ptr,
-                    chunk_states_ptr, dim, groups, state, length, num_chunks,
-                    BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, CHUNK: tl.constexpr):
+def _program_channels(A_ptr, dim, groups, state, length, BLOCK_D: tl.constexpr,
+                      BLOCK_N: tl.constexpr):
+    """This program's (batch, group, block of channels): offsets of its rows of u, delta, y
+    (b, d, L) and of B, C (b, g, n, L), of its states (b, d, n), their masks, and its A."""
     channels = dim // groups
     batch, group = tl.program_id(1) // groups, tl.program_id(1) % groups
     d = tl.program_id(0) * BLOCK_D + tl.arange(0, BLOCK_D)
     n = tl.arange(0, BLOCK_N)
-    t = tl.arange(0, CHUNK)
     d_ok, n_ok = d < channels, n < state
     channel = group * channels + d
-    row = (batch * dim + channel) * length  # u, delta, y: (b, d, L)
-    bc_row = ((batch * groups + group) * state + n) * length  # B, C: (b, g, n, L)
-    state_at = (batch * dim + channel)[:, None] * state + n[None, :]  # (b, d, n)
+    row = (batch * dim + channel) * length
+    bc_row = ((batch * groups + group) * state + n) * length
+    state_at = (batch * dim + channel)[:, None] * state + n[None, :]
     state_ok = d_ok[:, None] & n_ok[None, :]
     A = tl.load(A_ptr + channel[:, None] * state + n[None, :], mask=state_ok, other=0.)
+    return row, bc_row, d_ok, n_ok, state_at, state_ok, A
 
+
+@triton.jit
+def _chunk_states(u_ptr, delta_ptr, B_ptr, row, bc_row, d_ok, n_ok, A, h0, pos, length):
+    """Load a chunk's Δ and u (D, T) and B (N, T), and scan its states hs (D, N, T) from h0.
+
+    Past the end Δ = 0: a = 1, x = 0, so the state carries over unchanged.
+    """
+    dt_ok = d_ok[:, None] & (pos < length)[None, :]
+    bc_ok = n_ok[:, None] & (pos < length)[None, :]
+    dt = tl.load(delta_ptr + row[:, None] + pos[None, :], mask=dt_ok, other=0.)
+    u = tl.load(u_ptr + row[:, None] + pos[None, :], mask=dt_ok, other=0.)
+    B = tl.load(B_ptr + bc_row[:, None] + pos[None, :], mask=bc_ok, other=0.)
+    a = tl.exp(dt[:, None, :] * A[:, :, None])
+    x = (dt * u)[:, None, :] * B[None, :, :]
+    decay, drive = tl.associative_scan((a, x), 2, _then)
+    return dt_ok, bc_ok, dt, u, B, x, decay * h0[:, :, None] + drive
+
+
+@triton.jit
+def _forward_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, y_ptr, last_state_ptr,
+                    chunk_states_ptr, dim, groups, state, length, num_chunks,
+                    BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, CHUNK: tl.constexpr):
+    row, bc_row, d_ok, n_ok, state_at, state_ok, A = _program_channels(
+        A_ptr, dim, groups, state, length, BLOCK_D, BLOCK_N)
+    t = tl.arange(0, CHUNK)
     h = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)
     for c in range(num_chunks):
         pos = c * CHUNK + t
-        dt_ok = d_ok[:, None] & (pos < length)[None, :]
-        bc_ok = n_ok[:, None] & (pos < length)[None, :]
-        dt = tl.load(delta_ptr + row[:, None] + pos[None, :], mask=dt_ok, other=0.)  # (D, T)
-        u = tl.load(u_ptr + row[:, None] + pos[None, :], mask=dt_ok, other=0.)
-        B = tl.load(B_ptr + bc_row[:, None] + pos[None, :], mask=bc_ok, other=0.)  # (N, T)
-        C = tl.load(C_ptr + bc_row[:, None] + pos[None, :], mask=bc_ok, other=0.)
         tl.store(chunk_states_ptr + state_at * num_chunks + c, h, mask=state_ok)
-        # past the end Δ = 0: a = 1, x = 0, so h carries over unchanged
-        a = tl.exp(dt[:, None, :] * A[:, :, None])  # (D, N, T)
-        x = (dt * u)[:, None, :] * B[None, :, :]
-        decay, drive = tl.associative_scan((a, x), 2, _then)
-        hs = decay * h[:, :, None] + drive
+        dt_ok, bc_ok, dt, u, B, x, hs = _chunk_states(u_ptr, delta_ptr, B_ptr, row, bc_row, d_ok,
+                                                      n_ok, A, h, pos, length)
+        C = tl.load(C_ptr + bc_row[:, None] + pos[None, :], mask=bc_ok, other=0.)
         tl.store(y_ptr + row[:, None] + pos[None, :], tl.sum(hs * C[None, :, :], 1), mask=dt_ok)
         h = tl.sum(tl.where(t[None, None, :] == CHUNK - 1, hs, 0.), 2)
     tl.store(last_state_ptr + state_at, h, mask=state_ok)
@@ -114,40 +135,22 @@ def _backward_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, chunk_states_ptr, gr
                      grad_last_state_ptr, grad_u_ptr, grad_delta_ptr, grad_A_ptr, grad_B_ptr,
                      grad_C_ptr, dim, groups, state, length, num_chunks,
                      BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, CHUNK: tl.constexpr):
-    channels = dim // groups
-    batch, group = tl.program_id(1) // groups, tl.program_id(1) % groups
-    d = tl.program_id(0) * BLOCK_D + tl.arange(0, BLOCK_D)
-    n = tl.arange(0, BLOCK_N)
+    row, bc_row, d_ok, n_ok, state_at, state_ok, A = _program_channels(
+        A_ptr, dim, groups, state, length, BLOCK_D, BLOCK_N)
     t = tl.arange(0, CHUNK)
-    d_ok, n_ok = d < channels, n < state
-    channel = group * channels + d
-    row = (batch * dim + channel) * length
-    bc_row = ((batch * groups + group) * state + n) * length
-    state_at = (batch * dim + channel)[:, None] * state + n[None, :]
-    state_ok = d_ok[:, None] & n_ok[None, :]
-    A = tl.load(A_ptr + channel[:, None] * state + n[None, :], mask=state_ok, other=0.)
-
     grad_A = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)
     # ∂/∂h at the first step after the chunk (the last state's gradient, after the last one)
     grad_next = tl.load(grad_last_state_ptr + state_at, mask=state_ok, other=0.)
     for i in range(num_chunks):
         c = num_chunks - 1 - i
         pos = c * CHUNK + t
-        dt_ok = d_ok[:, None] & (pos < length)[None, :]
-        bc_ok = n_ok[:, None] & (pos < length)[None, :]
-        dt = tl.load(delta_ptr + row[:, None] + pos[None, :], mask=dt_ok, other=0.)
-        u = tl.load(u_ptr + row[:, None] + pos[None, :], mask=dt_ok, other=0.)
+        h0 = tl.load(chunk_states_ptr + state_at * num_chunks + c, mask=state_ok, other=0.)
+        dt_ok, bc_ok, dt, u, B, x, hs = _chunk_states(u_ptr, delta_ptr, B_ptr, row, bc_row, d_ok,
+                                                      n_ok, A, h0, pos, length)
         gy = tl.load(grad_y_ptr + row[:, None] + pos[None, :], mask=dt_ok, other=0.)
-        B = tl.load(B_ptr + bc_row[:, None] + pos[None, :], mask=bc_ok, other=0.)
         C = tl.load(C_ptr + bc_row[:, None] + pos[None, :], mask=bc_ok, other=0.)
         next_ok = d_ok[:, None] & (pos + 1 < length)[None, :]
         dt_next = tl.load(delta_ptr + row[:, None] + pos[None, :] + 1, mask=next_ok, other=0.)
-        h0 = tl.load(chunk_states_ptr + state_at * num_chunks + c, mask=state_ok, other=0.)
-
-        a = tl.exp(dt[:, None, :] * A[:, :, None])
-        x = (dt * u)[:, None, :] * B[None, :, :]
-        decay, drive = tl.associative_scan((a, x), 2, _then)
-        hs = decay * h0[:, :, None] + drive
         # the adjoint, last step first: gh_t = C_t·gy_t + a_{t+1}·gh_{t+1}
         a_next = tl.exp(dt_next[:, None, :] * A[:, :, None])
         decay, drive = tl.associative_scan((a_next, C[None, :, :] * gy[:, None, :]), 2, _then,

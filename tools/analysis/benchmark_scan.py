@@ -6,16 +6,20 @@
 Rounds are interleaved (every backend once per round) so that machine noise hits all alike; the
 figures are medians. The reference loop runs only the first --reference-repeats rounds. Inputs
 are VMamba's: D, delta_bias and softplus, B and C shared by g groups of channels. Every backend
-is checked against the reference first: a benchmark of different maths is void.
+is checked against the reference first: a benchmark of different maths is void. The last row
+times Δ = softplus(delta + delta_bias) alone, which every backend's forward includes: a floor
+under any backend's time, whatever its scan.
 """
 import argparse
 import statistics
 import time
 
 import torch
+import torch.nn.functional as F
 
 from mmambaout.ops import selective_scan
 
+DISCRETISE = 'softplus(delta + bias) alone'
 DEFAULT_SHAPES = {'cpu': dict(batch=1, length=4096), 'cuda': dict(batch=2, length=64000)}
 
 
@@ -32,6 +36,9 @@ def parse_args():
     parser.add_argument('--reference-repeats', type=int, default=3)
     parser.add_argument('--threads', type=int, help='torch CPU threads (default: torch\'s)')
     args = parser.parse_args()
+    if not 1 <= args.reference_repeats <= args.repeats:
+        parser.error('--reference-repeats must be from 1 to --repeats: the ratios need the '
+                     'reference timed')
     for name, value in DEFAULT_SHAPES['cuda' if args.device.startswith('cuda') else 'cpu'].items():
         if getattr(args, name) is None:
             setattr(args, name, value)
@@ -86,19 +93,27 @@ def main():
             torch.testing.assert_close(scan(backend, inputs, args.chunk_size), expected,
                                        rtol=1e-4, atol=1e-4 * expected.abs().max().item())
 
+    def run(backend, tensors):
+        if backend == DISCRETISE:
+            return F.softplus(tensors['delta'] + tensors['delta_bias'][:, None])
+        return scan(backend, tensors, args.chunk_size)
+
     def forward(backend):
         with torch.no_grad():
-            scan(backend, inputs, args.chunk_size)
+            run(backend, inputs)
 
     def forward_backward(backend):
-        scan(backend, leaves, args.chunk_size).backward(grad)
+        for leaf in leaves.values():  # as an optimizer's zero_grad does: no accumulation
+            leaf.grad = None
+        run(backend, leaves).backward(grad)
 
     for backend in backends[1:]:  # warm-up: triton compiles, allocators settle
         forward(backend)
         forward_backward(backend)
-    times = {(backend, step): [] for backend in backends for step in ('fwd', 'fwd+bwd')}
+    timed_rows = backends + [DISCRETISE]
+    times = {(backend, step): [] for backend in timed_rows for step in ('fwd', 'fwd+bwd')}
     for round_ in range(args.repeats):
-        for backend in backends:
+        for backend in timed_rows:
             if backend == 'reference' and round_ >= args.reference_repeats:
                 continue
             times[backend, 'fwd'].append(timed(lambda: forward(backend), args.device))
@@ -111,7 +126,7 @@ def main():
     print(f'\nselective scan, {shape}, {device}, torch {torch.__version__}, '
           f'{args.repeats} interleaved rounds ({args.reference_repeats} for the reference)')
     print('| backend | forward ms | forward+backward ms |\n|---|---|---|')
-    for backend in backends:
+    for backend in timed_rows:
         print(f'| {backend} | {median[backend, "fwd"]:.2f} | {median[backend, "fwd+bwd"]:.2f} |')
     for slow, fast in zip(backends, backends[1:]):
         print(f'{slow}/{fast}: forward {median[slow, "fwd"] / median[fast, "fwd"]:.1f}x, '
