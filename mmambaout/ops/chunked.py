@@ -147,23 +147,24 @@ def _log_space_backward(grad_y: Tensor, grad_last_state: Tensor, u: Tensor, delt
     later = layout.scan_chunks(totals, grad_h[..., 0], reverse=True)
     grad_h[..., :-1, :].add_(torch.movedim(totals, 0, -1)[..., :-1, None] * later[..., 1:, None])
     grad_h = grad_h.div_(decayed).view(layout.shape)[..., :layout.length]
-    grad_C = torch.mul(h, gy, out=scratch[..., :layout.length]).sum(2)
-    # ∂/∂(Δ_t·A) = gh_t·a_t·h_{t-1}, a_t = exp(Δ_t·A)
-    grad_log_decay = torch.mul(dt, layout.per_state(A)).exp_().mul_(grad_h)
+    scratch = scratch[..., :layout.length]  # free again: g_t is in grad_h now
+    grad_C = torch.mul(h, gy, out=scratch).sum(2)
+    # ∂/∂(Δ_t·A) = gh_t·a_t·h_{t-1}, a_t = exp(Δ_t·A) (not h_t - x_t: that cancels where a_t ≪ 1)
+    grad_log_decay = torch.mul(dt, layout.per_state(A), out=scratch).exp_().mul_(grad_h)
     grad_log_decay[..., 1:].mul_(h[..., :-1])
     grad_log_decay[..., 0] = 0
     grad_A = torch.einsum('bgdnl,bgdxl->gdn', grad_log_decay, dt).reshape(A.shape)
     grad_drive = layout.sum_states(grad_h, B.unsqueeze(2))  # ∂/∂(Δ_t·u_t)
-    grad_u = grad_drive * dt
     grad_delta = layout.sum_states(grad_log_decay, layout.per_state(A))
     grad_delta.addcmul_(grad_drive, u_c)
-    drive = torch.mul(dt, u_c, out=grad_drive)  # Δ_t·u_t: ∂/∂B_t = Σ_channels gh_t·Δ_t·u_t
+    drive = dt * u_c  # Δ_t·u_t: ∂/∂B_t = Σ_channels gh_t·Δ_t·u_t
+    grad_u = grad_drive.mul_(dt)
     grad_B = (drive.mul_(grad_h) if layout.state == 1 else grad_h * drive).sum(2)
     return grad_u.view(u.shape), grad_delta.view(u.shape), grad_A, grad_B, grad_C
 
 
 def _multiply_only_forward(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
-                   chunk: int) -> Tuple[Tensor, Tensor, Tuple[Tensor]]:
+                           chunk: int) -> Tuple[Tensor, Tensor, Tuple[Tensor]]:
     """y, the last state and each block's first state, by multiplications only."""
     groups = B.shape[1]
     u_t, dt = _time_major(u, groups), _time_major(delta, groups)

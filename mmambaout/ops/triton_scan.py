@@ -95,20 +95,23 @@ def _program_channels(A_ptr, dim, groups, state, length, BLOCK_D: tl.constexpr,
 
 
 @triton.jit
-def _chunk_states(u_ptr, delta_ptr, B_ptr, row, bc_row, d_ok, n_ok, A, h0, pos, length):
-    """Load a chunk's Δ and u (D, T) and B (N, T), and scan its states hs (D, N, T) from h0.
+def _chunk_states(u_ptr, delta_ptr, B_ptr, row, bc_row, d_ok, n_ok, A, h0, pos, first, length):
+    """Load Δ and u (D, T) and B (N, T) at ``pos``, and scan the states hs (D, N, T) from h0;
+    also the decays a (D, N, T).
 
-    Past the end Δ = 0: a = 1, x = 0, so the state carries over unchanged.
+    Outside [first, length) Δ = 0: a = 1, x = 0, so the state carries over unchanged. With
+    pos = chunk start + t - 1 and first = chunk start, hs is the state before each step.
     """
-    dt_ok = d_ok[:, None] & (pos < length)[None, :]
-    bc_ok = n_ok[:, None] & (pos < length)[None, :]
+    inside = (pos >= first) & (pos < length)
+    dt_ok = d_ok[:, None] & inside[None, :]
+    bc_ok = n_ok[:, None] & inside[None, :]
     dt = tl.load(delta_ptr + row[:, None] + pos[None, :], mask=dt_ok, other=0.)
     u = tl.load(u_ptr + row[:, None] + pos[None, :], mask=dt_ok, other=0.)
     B = tl.load(B_ptr + bc_row[:, None] + pos[None, :], mask=bc_ok, other=0.)
     a = tl.exp(dt[:, None, :] * A[:, :, None])
     x = (dt * u)[:, None, :] * B[None, :, :]
     decay, drive = tl.associative_scan((a, x), 2, _then)
-    return dt_ok, bc_ok, dt, u, B, x, decay * h0[:, :, None] + drive
+    return dt_ok, bc_ok, dt, u, B, a, decay * h0[:, :, None] + drive
 
 
 @triton.jit
@@ -122,8 +125,8 @@ def _forward_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, y_ptr, last_state_ptr
     for c in range(num_chunks):
         pos = c * CHUNK + t
         tl.store(chunk_states_ptr + state_at * num_chunks + c, h, mask=state_ok)
-        dt_ok, bc_ok, dt, u, B, x, hs = _chunk_states(u_ptr, delta_ptr, B_ptr, row, bc_row, d_ok,
-                                                      n_ok, A, h, pos, length)
+        dt_ok, bc_ok, dt, u, B, a, hs = _chunk_states(u_ptr, delta_ptr, B_ptr, row, bc_row, d_ok,
+                                                      n_ok, A, h, pos, c * CHUNK, length)
         C = tl.load(C_ptr + bc_row[:, None] + pos[None, :], mask=bc_ok, other=0.)
         tl.store(y_ptr + row[:, None] + pos[None, :], tl.sum(hs * C[None, :, :], 1), mask=dt_ok)
         h = tl.sum(tl.where(t[None, None, :] == CHUNK - 1, hs, 0.), 2)
@@ -145,8 +148,10 @@ def _backward_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, chunk_states_ptr, gr
         c = num_chunks - 1 - i
         pos = c * CHUNK + t
         h0 = tl.load(chunk_states_ptr + state_at * num_chunks + c, mask=state_ok, other=0.)
-        dt_ok, bc_ok, dt, u, B, x, hs = _chunk_states(u_ptr, delta_ptr, B_ptr, row, bc_row, d_ok,
-                                                      n_ok, A, h0, pos, length)
+        dt_ok, bc_ok, dt, u, B, a, hs = _chunk_states(u_ptr, delta_ptr, B_ptr, row, bc_row, d_ok,
+                                                      n_ok, A, h0, pos, c * CHUNK, length)
+        _, _, _, _, _, _, h_prev = _chunk_states(u_ptr, delta_ptr, B_ptr, row, bc_row, d_ok, n_ok,
+                                                 A, h0, pos - 1, c * CHUNK, length)
         gy = tl.load(grad_y_ptr + row[:, None] + pos[None, :], mask=dt_ok, other=0.)
         C = tl.load(C_ptr + bc_row[:, None] + pos[None, :], mask=bc_ok, other=0.)
         next_ok = d_ok[:, None] & (pos + 1 < length)[None, :]
@@ -158,8 +163,8 @@ def _backward_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, chunk_states_ptr, gr
         grad_h = drive + decay * grad_next[:, :, None]
         grad_next = tl.sum(tl.where(t[None, None, :] == 0, grad_h, 0.), 2)
 
-        # a_t·h_{t-1} = h_t - x_t, so ∂/∂(Δ_t·A) = gh_t·(h_t - x_t)
-        grad_log_decay = grad_h * (hs - x)
+        # ∂/∂(Δ_t·A) = gh_t·a_t·h_{t-1} (not gh_t·(h_t - x_t): that cancels where a_t ≪ 1)
+        grad_log_decay = grad_h * a * h_prev
         grad_drive = tl.sum(grad_h * B[None, :, :], 1)  # ∂/∂(Δ_t·u_t)
         grad_dt = tl.sum(grad_log_decay * A[:, :, None], 1) + grad_drive * u
         tl.store(grad_u_ptr + row[:, None] + pos[None, :], grad_drive * dt, mask=dt_ok)
