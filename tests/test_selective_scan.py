@@ -91,15 +91,21 @@ def test_matches_reference(backend, state, groups, options, dtype):
     assert_close(actual, expected, 1e-4 if dtype == torch.float32 else 1e-2)
 
 
-def chunked_algorithm(inputs, chunk_size=None, delta_softplus=False, with_chunk=False):
-    """Which of the chunked backend's two algorithms takes these inputs (and with what chunk)."""
-    delta = inputs['delta'].float() + inputs.get('delta_bias', torch.zeros(1))[:, None]
-    delta = F.softplus(delta) if delta_softplus else delta
-    B, C = (inputs[k].float().unsqueeze(1) if inputs[k].dim() == 3 else inputs[k].float()
-            for k in 'BC')
-    *_, backward = chunked.forward(inputs['u'].float(), delta, inputs['A'], B, C, chunk_size)
-    algorithm = backward.func.__name__.strip('_').replace('_backward', '')
-    return (algorithm, backward.keywords['chunk']) if with_chunk else algorithm
+def chunked_algorithm(monkeypatch, inputs, **kwargs):
+    """(algorithm, chunk) that ``selective_scan`` runs in the chunked backend on these inputs."""
+    solve, chosen = chunked.forward, []
+
+    def spy(*args):
+        *result, backward = solve(*args)
+        chosen.append((backward.func.__name__.strip('_').replace('_backward', ''),
+                       backward.keywords['chunk']))
+        return (*result, backward)
+
+    with monkeypatch.context() as patch, torch.no_grad():
+        patch.setattr(chunked, 'forward', spy)
+        selective_scan(**inputs, backend='chunked', **kwargs)
+    (used,) = chosen
+    return used
 
 
 @pytest.fixture(params=['log_space', 'multiply_only'])
@@ -111,21 +117,22 @@ def algorithm(request, monkeypatch):
 
 
 @pytest.mark.parametrize('state,groups,options', CASES)
-def test_chunked_algorithms_match_reference(algorithm, state, groups, options):
+def test_chunked_algorithms_match_reference(monkeypatch, algorithm, state, groups, options):
     inputs = make_inputs(state=state, groups=groups, options=options)
     inputs['A'] = inputs['A'].clamp(min=-1.)  # so that no chunk of 4 decays by e^-40
-    assert chunked_algorithm(inputs, 4, options) == algorithm
+    used, _ = chunked_algorithm(monkeypatch, inputs, chunk_size=4, delta_softplus=options)
+    assert used == algorithm
     expected = run('reference', inputs, delta_softplus=options)
     assert_close(run('chunked', inputs, delta_softplus=options, chunk_size=4), expected, 1e-4)
 
 
 @pytest.mark.parametrize('step,used', [(2.4, ('log_space', 16)), (2.6, ('log_space', 4)),
                                        (9.9, ('log_space', 4)), (10.1, ('multiply_only', 16))])
-def test_log_space_only_while_a_chunk_decays_at_most_e40(step, used):
+def test_log_space_only_while_a_chunk_decays_at_most_e40(monkeypatch, step, used):
     # Δ·A = -step everywhere: a chunk of 16 decays by e^-(16·step), one of 4 by e^-(4·step)
     inputs = make_inputs(length=40, options=False)
     inputs.update(delta=torch.full_like(inputs['delta'], step), A=-torch.ones_like(inputs['A']))
-    assert chunked_algorithm(inputs, 16, with_chunk=True) == used
+    assert chunked_algorithm(monkeypatch, inputs, chunk_size=16) == used
     assert_close(run('chunked', inputs, chunk_size=16), run('reference', inputs), 1e-4)
 
 
@@ -141,11 +148,11 @@ def test_gradients_where_each_step_forgets_almost_all(backend, step):
 
 @pytest.mark.parametrize('backend', FAST_BACKENDS)
 @pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16], ids=['bf16', 'fp16'])
-def test_half_precision_large_delta_is_finite(backend, dtype):
+def test_half_precision_large_delta_is_finite(monkeypatch, backend, dtype):
     # softplus(Δ) up to ~60 with A down to -e^2.5: decays of e^-700 underflow, nothing overflows
     inputs = make_inputs(state=16, dtype=dtype, delta_scale=20., **setting_for(backend))
     if backend == 'chunked':
-        assert chunked_algorithm(inputs, delta_softplus=True) == 'multiply_only'
+        assert chunked_algorithm(monkeypatch, inputs, delta_softplus=True)[0] == 'multiply_only'
     expected = run('reference', inputs, delta_softplus=True)
     actual = run(backend, inputs, delta_softplus=True)
     for name, value in actual.items():

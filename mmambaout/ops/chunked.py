@@ -30,7 +30,7 @@ import torch
 Tensor = torch.Tensor
 
 _BLOCK_STATES = 1 << 22  # multiply-only: fp32 states per time block, 16 MiB per buffer
-_CHUNK = 16  # 32 is ~7 % faster on CPU, but falls back to multiply-only at half the Δ·A
+_CHUNK = 16  # 32 is ~7 % faster on CPU, but takes only half the Δ·A per step in log space
 _MAX_LOG_DECAY = 40.  # log-space: |Σ Δ·A| within a chunk; e^40 leaves float32 1e21 of headroom
 
 
@@ -51,7 +51,7 @@ def forward(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
 
 
 class _ChunkLayout:
-    """(b, d, L) tensors as (b, g, d/g, n, L'), L' = L padded to whole chunks, and back."""
+    """(b, d, L) tensors as (b, g, d/g, n, L'), L' = L padded to whole chunks."""
 
     def __init__(self, u: Tensor, A: Tensor, B: Tensor, chunk: int):
         self.batch, dim, self.length = u.shape
@@ -97,7 +97,8 @@ class _ChunkLayout:
         return torch.mm(x.reshape(-1, self.chunk), upper).view(x.shape)
 
     def sum_states(self, x: Tensor, y: Tensor, out: Optional[Tensor] = None) -> Tensor:
-        """Σ_n x·y, n kept as a size-1 dim."""
+        """Σ_n x·y, n kept as a size-1 dim (``_sum_states`` does it for the time-major layout,
+        where an ``einsum`` is faster; here ``sum`` with ``out`` is)."""
         if self.state == 1:
             return torch.mul(x, y, out=out)
         return torch.sum(x * y, 3, keepdim=True, out=out)
