@@ -1,5 +1,7 @@
 """``selective_scan``: mamba-ssm's ``selective_scan_fn``, one function over several backends."""
 import functools
+import math
+import warnings
 from types import ModuleType
 from typing import Optional, Tuple, Union
 
@@ -11,7 +13,9 @@ from . import chunked
 from .reference import selective_scan_reference
 
 Tensor = torch.Tensor
-BACKENDS = ('auto', 'reference', 'chunked', 'triton')
+BACKENDS = ('auto', 'reference', 'chunked', 'triton', 'cpu')
+BUILD_HINT = ('build it with `pip install --no-build-isolation --use-pep517 --no-deps -e .` in the '
+              'mmambaout checkout, as `make install` does (needs a C++ compiler)')
 
 
 def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
@@ -33,9 +37,10 @@ def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
         D, delta_bias: (d,). z: (b, d, L), a gate.
         return_last_state: also return h_{L-1}, (b, d, n) in float32.
         backend: 'reference' (a loop over L, the tests' oracle), 'chunked' (PyTorch, CPU/GPU),
-            'triton' (GPU kernels), or 'auto': triton for CUDA tensors when it imports, else
-            chunked.
-        chunk_size: chunk length of the chunked and triton backends, at least 2 (None: their
+            'triton' (GPU kernels), 'cpu' (a fused C++ kernel compiled at install time, CPU
+            tensors), or 'auto': triton for CUDA tensors when it imports, cpu for CPU tensors
+            when it is built (else, with a warning, chunked), chunked for other devices.
+        chunk_size: chunk length of the chunked, triton and cpu backends, at least 2 (None: their
             default; triton rounds it up to a power of two).
 
     Computes in float32 whatever the inputs (bf16/fp16 would overflow), returns u's dtype.
@@ -51,11 +56,14 @@ def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
         out, last_state = selective_scan_reference(u, delta, A, B, C, D, z, delta_bias,
                                                    delta_softplus)
     else:
-        if delta_bias is not None:
-            delta = delta + delta_bias[:, None]
-        if delta_softplus:
-            delta = F.softplus(delta)
-        out, last_state = SelectiveScan.apply(u, delta, A, B, C, D, kernel, chunk_size)
+        if not getattr(kernel, 'FUSED', False):  # the kernel takes Δ, made here
+            if delta_bias is not None:
+                delta = delta + delta_bias[:, None]
+            if delta_softplus:
+                delta = F.softplus(delta)
+            delta_bias, delta_softplus = None, False
+        out, last_state = SelectiveScan.apply(u, delta, A, B, C, D, delta_bias, delta_softplus,
+                                              kernel, chunk_size)
         if z is not None:
             out = out * F.silu(z)
     out = out.to(dtype)
@@ -70,32 +78,45 @@ class SelectiveScan(torch.autograd.Function):
     ``kernel`` is a backend module with ``forward(u, delta, A, B, C, chunk_size)`` returning
     (y, last state, residuals, backward), where ``backward(grad_y, grad_last_state, u, delta, A, B,
     C, *residuals)`` returns the five gradients: a backend may solve a call one of several ways,
-    and its forward says which backward undoes it. Whatever the backend, a jit trace shows one
-    ``prim::PythonOp.SelectiveScan`` node, which ``flops.py`` counts.
+    and its forward says which backward undoes it. A module with ``FUSED = True`` (cpu_scan) takes
+    more: ``forward(u, delta, A, B, C, D, delta_bias, delta_softplus, chunk_size)`` with delta not
+    yet discretised, adds D·u itself, and its backward, given D and delta_bias after C, also
+    returns their gradients; ``selective_scan`` discretises Δ for the other modules and passes no
+    delta_bias here. Whatever the backend, a jit trace shows one ``prim::PythonOp.SelectiveScan``
+    node, which ``flops.py`` counts.
     """
 
     @staticmethod
-    def forward(ctx, u, delta, A, B, C, D: Optional[Tensor], kernel: ModuleType,
-                chunk_size: Optional[int]):
-        y, last_state, residuals, ctx.kernel_backward = kernel.forward(u, delta, A, B, C,
-                                                                        chunk_size)
-        if D is not None:
-            y.addcmul_(u, D[:, None])
-        ctx.save_for_backward(u, delta, A, B, C, D, *residuals)
+    def forward(ctx, u, delta, A, B, C, D: Optional[Tensor], delta_bias: Optional[Tensor],
+                delta_softplus: bool, kernel: ModuleType, chunk_size: Optional[int]):
+        ctx.fused = getattr(kernel, 'FUSED', False)
+        if ctx.fused:
+            y, last_state, residuals, ctx.kernel_backward = kernel.forward(
+                u, delta, A, B, C, D, delta_bias, delta_softplus, chunk_size)
+        else:
+            y, last_state, residuals, ctx.kernel_backward = kernel.forward(u, delta, A, B, C,
+                                                                            chunk_size)
+            if D is not None:
+                y.addcmul_(u, D[:, None])
+        ctx.save_for_backward(u, delta, A, B, C, D, delta_bias, *residuals)
         return y, last_state
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_y, grad_last_state):
-        u, delta, A, B, C, D, *residuals = ctx.saved_tensors
-        grad_y = grad_y.contiguous()
-        grad_u, *grads = ctx.kernel_backward(grad_y, grad_last_state.contiguous(), u, delta, A, B,
-                                             C, *residuals)
+        u, delta, A, B, C, D, delta_bias, *residuals = ctx.saved_tensors
+        grad_y, grad_last_state = grad_y.contiguous(), grad_last_state.contiguous()
+        if ctx.fused:
+            grads = ctx.kernel_backward(grad_y, grad_last_state, u, delta, A, B, C, D, delta_bias,
+                                        *residuals)
+            return (*grads, None, None, None)
+        grad_u, *grads = ctx.kernel_backward(grad_y, grad_last_state, u, delta, A, B, C,
+                                             *residuals)
         grad_D = None
         if D is not None:
             grad_u.addcmul_(grad_y, D[:, None])
             grad_D = torch.einsum('bdl,bdl->d', grad_y, u)
-        return (grad_u, *grads, grad_D, None, None)
+        return (grad_u, *grads, grad_D, None, None, None, None)
 
 
 def _kernel(backend: str, u: Tensor) -> Optional[ModuleType]:
@@ -104,12 +125,44 @@ def _kernel(backend: str, u: Tensor) -> Optional[ModuleType]:
         raise ValueError(f'selective_scan: backend must be one of {BACKENDS}, got {backend!r}')
     if backend == 'reference':
         return None
+    if backend == 'cpu' or (backend == 'auto' and u.device.type == 'cpu'):
+        return _cpu_kernel(backend, u)
     if backend == 'chunked' or (backend == 'auto' and not u.is_cuda):
         return chunked
     triton_kernel = _triton_kernel()
     if triton_kernel is None and backend == 'triton':
         raise ValueError("selective_scan: backend='triton' needs triton, which failed to import")
     return triton_kernel or chunked
+
+
+def _cpu_kernel(backend: str, u: Tensor) -> ModuleType:
+    """The compiled CPU kernel; for 'auto', chunked (with a warning, once) where it is not built."""
+    if u.device.type != 'cpu':
+        raise ValueError(f"selective_scan: backend='cpu' needs CPU tensors, got {u.device}; "
+                         "use 'auto', 'chunked' or 'triton'")
+    kernel = _import_cpu_kernel()
+    if not isinstance(kernel, ImportError):
+        return kernel
+    if backend == 'cpu':
+        raise ValueError(f"selective_scan: backend='cpu' needs the compiled CPU kernel, which "
+                         f"failed to import ({kernel}); {BUILD_HINT}")
+    _warn_once(f'selective_scan: the compiled CPU kernel failed to import ({kernel}), so CPU '
+               f'tensors take the slower chunked backend; {BUILD_HINT}')
+    return chunked
+
+
+@functools.lru_cache(maxsize=None)
+def _import_cpu_kernel() -> Union[ModuleType, ImportError]:
+    try:
+        from . import cpu_scan
+    except ImportError as error:
+        return error
+    return cpu_scan
+
+
+@functools.lru_cache(maxsize=None)
+def _warn_once(message: str) -> None:
+    warnings.warn(message, stacklevel=5)
 
 
 @functools.lru_cache(maxsize=None)
@@ -123,13 +176,20 @@ def _triton_kernel() -> Optional[ModuleType]:
 
 def _check_shapes(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor],
                   z: Optional[Tensor], delta_bias: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
-    """Raise a ValueError naming the first bad argument; return B and C as (b, g, n, L)."""
-    if u.dim() != 3:
-        raise ValueError(f'selective_scan: u must be (b, d, L), got shape {tuple(u.shape)}')
+    """Raise a ValueError naming the first bad argument; return B and C as (b, g, n, L), both
+    with the same g."""
+    inputs = dict(u=u, delta=delta, A=A, B=B, C=C, D=D, z=z, delta_bias=delta_bias)
+    for name, tensor in inputs.items():  # the backends compute in float32: no ints, no complex
+        if tensor is not None and not tensor.is_floating_point():
+            raise ValueError(f'selective_scan: {name} must be a real floating-point tensor, got '
+                             f'{tensor.dtype}')
+    if u.dim() != 3 or 0 in u.shape:  # empty sizes: the chunked backend cannot view them
+        raise ValueError(f'selective_scan: u must be (b, d, L), each at least 1, got shape '
+                         f'{tuple(u.shape)}')
     batch, dim, length = u.shape
-    if A.dim() != 2 or A.shape[0] != dim or A.is_complex():
-        raise ValueError(f'selective_scan: A must be real (d, n) = ({dim}, n), got shape '
-                         f'{tuple(A.shape)}{" complex" if A.is_complex() else ""}')
+    if A.dim() != 2 or A.shape[0] != dim or A.shape[1] == 0:
+        raise ValueError(f'selective_scan: A must be (d, n) = ({dim}, n), n at least 1, got '
+                         f'shape {tuple(A.shape)}')
     state = A.shape[1]
     expected = {'delta': (delta, (batch, dim, length)), 'z': (z, (batch, dim, length)),
                 'D': (D, (dim,)), 'delta_bias': (delta_bias, (dim,))}
@@ -141,10 +201,16 @@ def _check_shapes(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: 
     for name, given in (('B', B), ('C', C)):
         tensor = given.unsqueeze(1) if given.dim() == 3 else given
         if (tensor.dim() != 4 or (tensor.shape[0], tensor.shape[2], tensor.shape[3])
-                != (batch, state, length) or dim % tensor.shape[1]):
+                != (batch, state, length) or tensor.shape[1] == 0 or dim % tensor.shape[1]):
             raise ValueError(
                 f'selective_scan: {name} must be (b, n, L) = {(batch, state, length)} or '
                 f'(b, g, n, L) = ({batch}, g, {state}, {length}) with g dividing d = {dim}, '
                 f'got shape {tuple(given.shape)}')
         grouped.append(tensor)
-    return tuple(grouped)
+    # B and C may have group counts of their own (as in mamba-ssm); the backends read one count,
+    # so both are split into lcm(g_B, g_C) groups, which still divides d: group j of B's new
+    # set is its old group j // (g / g_B), and a channel reads the same values as before.
+    groups = math.lcm(*(tensor.shape[1] for tensor in grouped))
+    return tuple(tensor if tensor.shape[1] == groups
+                 else tensor.repeat_interleave(groups // tensor.shape[1], dim=1)
+                 for tensor in grouped)

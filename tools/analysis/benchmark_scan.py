@@ -1,14 +1,16 @@
 """Speed of the selective-scan backends, forward and forward+backward, side by side.
 
     python tools/analysis/benchmark_scan.py                  # CPU: b=1, d=384, n=1, L=4096, g=4
+    python tools/analysis/benchmark_scan.py --threads 1      # the same on one CPU thread
     python tools/analysis/benchmark_scan.py --device cuda    # VMamba-T stage 1: b=2, L=64000
 
 Rounds are interleaved (every backend once per round) so that machine noise hits all alike; the
 figures are medians. The reference loop runs only the first --reference-repeats rounds. Inputs
 are VMamba's: D, delta_bias and softplus, B and C shared by g groups of channels. Every backend
-is checked against the reference first: a benchmark of different maths is void. The last row
-times Δ = softplus(delta + delta_bias) alone, which every backend's forward includes: a floor
-under any backend's time, whatever its scan.
+is checked against the reference first: a benchmark of different maths is void. On CPU the
+compiled 'cpu' backend runs too (it must be built: the script says how otherwise). The last row
+times Δ = softplus(delta + delta_bias) alone, which the chunked and triton backends compute as
+whole-tensor passes before their scan (a floor under their time) and the cpu backend fuses.
 """
 import argparse
 import statistics
@@ -56,7 +58,7 @@ def make_inputs(args):
 
 def backends_for(device):
     if not device.startswith('cuda'):
-        return ['reference', 'chunked']
+        return ['reference', 'chunked', 'cpu']
     try:
         import triton  # noqa: F401
     except ImportError:
@@ -128,7 +130,8 @@ def main():
     print('| backend | forward ms | forward+backward ms |\n|---|---|---|')
     for backend in timed_rows:
         print(f'| {backend} | {median[backend, "fwd"]:.2f} | {median[backend, "fwd+bwd"]:.2f} |')
-    for slow, fast in zip(backends, backends[1:]):
+    for slow, fast in [('reference', fast) for fast in backends[1:]] + \
+            [('chunked', fast) for fast in backends[2:]]:
         print(f'{slow}/{fast}: forward {median[slow, "fwd"] / median[fast, "fwd"]:.1f}x, '
               f'forward+backward {median[slow, "fwd+bwd"] / median[fast, "fwd+bwd"]:.1f}x')
 
