@@ -1,25 +1,107 @@
 #!/usr/bin/env bash
-# Build and install mmcv 2.1.0 with its compiled ops into the active Python (the project's .venv).
+# Build mmcv 2.1.0 with its compiled ops against the torch of $PYTHON and install it there.
+#
+#   PYTHON=python bash tools/install_mmcv.sh [--wheel-only]
 #
 # PyPI has mmcv 2.1.0 only as source. Its setup.py forces -std=c++17, but torch >= 2.5 headers
-# need C++20, so the source is patched before building. The wheel is kept in a cache keyed by the
-# torch version, so a second install (or CI on the same machine) takes seconds, not ~15 minutes.
-# With a CUDA toolkit and a visible GPU (or FORCE_CUDA=1) the same build also compiles CUDA ops.
+# need C++20, so the source is patched before building. Wheels are cached by torch version, CUDA
+# version and arch list, so a second install (or CI on the same machine) takes seconds.
+#
+# CUDA ops: built when a GPU is visible or FORCE_CUDA=1 (FORCE_CUDA=0: CPU ops only), with the
+# compiler of $CUDA_HOME, else the nvcc on PATH; CUDA_FROM_PYPI=1 instead assembles one from
+# PyPI's compiler wheels for torch's CUDA version plus the headers of torch's own nvidia-* wheels.
+# Archs: TORCH_CUDA_ARCH_LIST (e.g. "9.0" or "8.0;9.0"), else those of the visible GPUs.
+# Compiles with MAX_JOBS (default: all cores). Offline, point pip at a wheelhouse that holds the
+# sdist: PIP_NO_INDEX=1 PIP_FIND_LINKS=DIR. --wheel-only builds (or finds) the wheel, prints its
+# path and installs nothing.
 set -euo pipefail
 PYTHON=${PYTHON:-python}
 MMCV_VERSION=2.1.0
-torch_version=$("$PYTHON" -c 'import torch; print(torch.__version__.replace("+", "_"))')
-cuda_tag=$("$PYTHON" -c 'import os, torch; print("cuda" if torch.cuda.is_available() or os.getenv("FORCE_CUDA") == "1" else "cpu")')
-cache=${MMAMBAOUT_WHEEL_CACHE:-$HOME/.cache/mmambaout/wheels}/mmcv-$MMCV_VERSION-torch$torch_version-$cuda_tag
+CACHE=${MMAMBAOUT_CACHE:-$HOME/.cache/mmambaout}
+wheel_only=0
+[ "${1:-}" = --wheel-only ] && wheel_only=1
+
+fail() { echo "install_mmcv.sh: $*" >&2; exit 1; }
+
+read -r torch_version torch_cuda gpu_archs < <("$PYTHON" -c '
+import torch
+archs = sorted({"%d.%d" % torch.cuda.get_device_capability(i) for i in range(torch.cuda.device_count())})
+print(torch.__version__.replace("+", "_"), torch.version.cuda or "none", ";".join(archs) or "none")') ||
+    fail "$PYTHON cannot import torch: install PyTorch into it first (make install does)"
+
+# CUDA_HOME made of PyPI's compiler wheels (nvcc, nvvm, crt, cccl) of torch's CUDA version and the
+# runtime/library headers torch's nvidia-* wheels put into site-packages/nvidia/cuXX.
+assemble_cuda_from_pypi() {
+    local major=${torch_cuda%%.*} home=$CACHE/cuda-$torch_cuda
+    [ "$torch_cuda" != none ] || fail "CUDA_FROM_PYPI=1, but torch $torch_version is a CPU build"
+    [ "$major" -ge 13 ] || fail "CUDA_FROM_PYPI=1 knows the CUDA >= 13 wheel layout; torch has CUDA $torch_cuda: set CUDA_HOME to a CUDA $torch_cuda toolkit instead"
+    if [ ! -x "$home/bin/nvcc" ]; then
+        local torch_nvidia parts=$home.wheels
+        torch_nvidia=$("$PYTHON" -c "import nvidia, os; print(next(p for p in (os.path.join(d, 'cu$major') for d in nvidia.__path__) if os.path.isdir(p)))") ||
+            fail "no site-packages/nvidia/cu$major next to torch: install torch's nvidia-* wheels (pip install torch==${torch_version%%_*})"
+        rm -rf "$parts" "$home"
+        "$PYTHON" -m pip install --no-deps --target "$parts" "nvidia-cuda-nvcc==$torch_cuda.*" \
+            "nvidia-nvvm==$torch_cuda.*" "nvidia-cuda-crt==$torch_cuda.*" "nvidia-cuda-cccl==$torch_cuda.*"
+        mkdir -p "$home"
+        cp -rs "$parts/nvidia/cu$major/." "$home/"
+        cp -rsn "$torch_nvidia/." "$home/"
+        ln -s lib "$home/lib64"
+        ln -s "libcudart.so.$major" "$home/lib/libcudart.so"
+    fi
+    export CUDA_HOME=$home
+}
+
+case ${FORCE_CUDA:-auto} in
+    0) with_cuda=0 ;;
+    1) with_cuda=1 ;;
+    auto) with_cuda=$([ "$gpu_archs" != none ] && echo 1 || echo 0) ;;
+    *) fail "FORCE_CUDA=$FORCE_CUDA: use 1 (CUDA ops), 0 (CPU ops only) or leave it unset (CUDA ops when a GPU is visible)" ;;
+esac
+
+if [ "$with_cuda" = 1 ]; then
+    [ "$torch_cuda" != none ] || fail "torch $torch_version is a CPU build: it cannot run mmcv's CUDA ops (use a CUDA torch, or FORCE_CUDA=0)"
+    archs=${TORCH_CUDA_ARCH_LIST:-}
+    if [ -z "$archs" ]; then
+        [ "$gpu_archs" != none ] || fail "FORCE_CUDA=1 without a visible GPU: name the GPU archs to compile for, e.g. TORCH_CUDA_ARCH_LIST=9.0 (H100/H200) or \"8.0;9.0\""
+        archs=$gpu_archs
+    fi
+    if [ "${CUDA_FROM_PYPI:-0}" = 1 ]; then
+        assemble_cuda_from_pypi
+    elif [ -z "${CUDA_HOME:-}" ] && command -v nvcc >/dev/null; then
+        CUDA_HOME=$(dirname "$(dirname "$(readlink -f "$(command -v nvcc)")")")
+        export CUDA_HOME
+    fi
+    [ -x "${CUDA_HOME:-/nonexistent}/bin/nvcc" ] || fail "no CUDA compiler (CUDA_HOME='${CUDA_HOME:-}', no nvcc on PATH) for mmcv's CUDA ops: set CUDA_HOME to a CUDA $torch_cuda toolkit, or CUDA_FROM_PYPI=1 (compiler wheels from PyPI), or FORCE_CUDA=0 to build CPU ops only (mmdet's RoIAlign and NMS then cannot run on the GPU)"
+    cuda_version=$("$CUDA_HOME/bin/nvcc" --version | sed -n 's/.*release \([0-9.]*\),.*/\1/p')
+    export FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST=$archs
+    arch_tag=$(echo "$archs" | tr ' ;,' '\n\n\n' | sed -e '/^$/d' -e 's/\.//' -e 's/+PTX/ptx/' -e 's/^/sm/' | paste -sd- -)
+    variant=cuda$cuda_version-$arch_tag
+    what="CUDA $cuda_version ops for $archs ($CUDA_HOME)"
+else
+    export FORCE_CUDA=0
+    variant=cpu
+    what="CPU ops only"
+fi
+
+cache=$CACHE/wheels/mmcv-$MMCV_VERSION-torch$torch_version-$variant
 if ! ls "$cache"/mmcv-*.whl >/dev/null 2>&1; then
     work=$(mktemp -d)
     trap 'rm -rf "$work"' EXIT
     "$PYTHON" -m pip download --no-deps --no-build-isolation --no-binary :all: "mmcv==$MMCV_VERSION" -d "$work"
     tar -xzf "$work"/mmcv-$MMCV_VERSION.tar.gz -C "$work"
     sed -i 's/-std=c++17/-std=c++20/g' "$work/mmcv-$MMCV_VERSION/setup.py"
-    echo "Building mmcv $MMCV_VERSION ops against torch $torch_version ($cuda_tag); 10-20 minutes on 2 cores."
-    mkdir -p "$cache"
-    MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-$(nproc)} \
-        "$PYTHON" -m pip wheel --no-build-isolation --no-deps "$work/mmcv-$MMCV_VERSION" -w "$cache"
+    jobs=${MAX_JOBS:-$(nproc)}
+    echo "Building mmcv $MMCV_VERSION against torch $torch_version, $what, $jobs jobs (CPU ops: ~15 min on 2 cores)."
+    mkdir -p "$cache.partial"
+    MMCV_WITH_OPS=1 MAX_JOBS=$jobs \
+        "$PYTHON" -m pip wheel --no-build-isolation --no-deps "$work/mmcv-$MMCV_VERSION" -w "$cache.partial"
+    rm -rf "$cache"
+    mv "$cache.partial" "$cache"
 fi
-"$PYTHON" -m pip install "$cache"/mmcv-*.whl
+wheel=$(ls "$cache"/mmcv-*.whl)
+if [ "$wheel_only" = 1 ]; then
+    echo "$wheel"
+else
+    "$PYTHON" -m pip install "$wheel"  # with mmcv's dependencies
+    "$PYTHON" -m pip install --no-deps --force-reinstall "$wheel"  # this build, even over another 2.1.0
+fi
