@@ -1,12 +1,15 @@
-# Mask R-CNN 1x with a VMamba v2 backbone. The base's AdamW (lr 1e-4, wd 0.05), 1000-iteration
-# warm-up and steps [8, 11] are VMamba's published recipe too: only the backbone differs.
-_base_ = ['./_base_/mask_rcnn_mambaout_coco.py']
+# Mask R-CNN 1x with VMamba-S "s2l15" (depths 2-2-15-2, ssm_ratio 2.0; vssm_small_0229).
+# The arch, drop path and recipe of VMamba's released Mask R-CNN, which tools/test.py evaluates with
+# this config as it is: https://github.com/MzeroMiko/VMamba/releases/download/%23v2det/
+# mask_rcnn_vssm_fpn_coco_small_epoch_11.pth
+_base_ = ['./_base_/mask_rcnn_vmamba_coco.py']
 
-# official VMamba-S ImageNet-1k file, from github.com/MzeroMiko/VMamba/releases/download/v2cls/
-pretrained = 'checkpoints/vssm1_small_0229s_ckpt_epoch_240.pth'
+# VMamba's ImageNet-1k release file of this arch (downloaded once into torch.hub's cache)
+pretrained = ('https://github.com/MzeroMiko/VMamba/releases/download/%23v2cls/'
+              'vssm_small_0229_ckpt_epoch_222.pth')
 
 model = dict(
     backbone=dict(
-        _delete_=True, type='VMamba', arch='small', out_indices=(0, 1, 2, 3), drop_path_rate=0.3,
+        arch='small', drop_path_rate=0.3,
         init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
     neck=dict(in_channels=[96, 192, 384, 768]))

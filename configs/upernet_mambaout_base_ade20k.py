@@ -1,6 +1,7 @@
 _base_ = ['./_base_/upernet_mambaout_ade20k.py']
 
-pretrained = 'checkpoints/mambaout_base.pth'  # official or timm MambaOut-Base ImageNet-1k file
+# the MambaOut authors' ImageNet-1k release file (downloaded once into torch.hub's cache)
+pretrained = 'https://github.com/yuweihao/MambaOut/releases/download/model/mambaout_base.pth'
 
 model = dict(
     backbone=dict(

@@ -1,11 +1,12 @@
-"""The MambaOut paper's published detection and segmentation results, as data.
+"""The MambaOut paper's published detection and segmentation results, and those VMamba's
+authors list for their released checkpoints, as data.
 
 Keys are (task, backbone as the paper names it); "VMamba v2" is the paper's VMambaV9/V3 rows
 (VMamba's released v2 models), plain "VMamba" its v0. COCO: Mask R-CNN 1x, params (M) and MACs
 (G) at 800×1280, box and mask AP. ADE20K: UperNet 160k, params (M) and MACs (G) at 512×2048,
 single- and multi-scale mIoU.
 """
-from typing import Optional
+from typing import List, Optional, Tuple
 
 CITATION = ('Yu & Wang, "MambaOut: Do We Really Need Mamba for Vision?", arXiv 2405.07992 '
             '(CVPR 2025)')
@@ -41,6 +42,23 @@ PAPER_RESULTS = {
     (ADE20K, 'Swin-T'): _row(ADE20K, 60, 945, 44.4, 45.8),
 }
 
+# The results VMamba's authors list for their released v2 Mask R-CNN 1x and UperNet 160k
+# checkpoints (README of github.com/MzeroMiko/VMamba, params and FLOPs as given there), which
+# configs/*_vmamba_*.py evaluate as they are.
+VMAMBA_RELEASE = ("VMamba's released v2 checkpoints, results as listed in the README of "
+                  'github.com/MzeroMiko/VMamba (Liu et al., arXiv 2401.10166)')
+VMAMBA_RELEASE_RESULTS = {
+    (COCO, 'VMamba v2-T'): _row(COCO, 50, 271, 47.3, 69.3, 52.0, 42.7, 66.4, 45.9),
+    (COCO, 'VMamba v2-S'): _row(COCO, 70, 384, 48.7, 70.0, 53.4, 43.7, 67.3, 47.0),
+    (COCO, 'VMamba v2-B'): _row(COCO, 108, 485, 49.2, 71.4, 54.0, 44.1, 68.3, 47.7),
+    (ADE20K, 'VMamba v2-T'): _row(ADE20K, 62, 949, 47.9, 48.8),
+    (ADE20K, 'VMamba v2-S'): _row(ADE20K, 82, 1028, 50.6, 51.2),
+    (ADE20K, 'VMamba v2-B'): _row(ADE20K, 122, 1170, 51.0, 51.6),
+}
+# Each source of published numbers: its label in tables, its citation, its rows.
+PUBLISHED = (('paper', CITATION, PAPER_RESULTS),
+             ('VMamba release', VMAMBA_RELEASE, VMAMBA_RELEASE_RESULTS))
+
 # Our backbones' arch names → the paper's size letters.
 SIZE_NAMES = {'femto': 'Femto', 'kobe': 'Kobe', 'tiny': 'T', 'small': 'S', 'base': 'B'}
 PAPER_FAMILIES = {'MambaOut': 'MambaOut', 'VMamba': 'VMamba v2'}  # our VMamba is v2
@@ -59,3 +77,9 @@ def backbone_name(backbone_cfg: dict) -> str:
 
 def paper_result(task: str, backbone: str) -> Optional[dict]:
     return PAPER_RESULTS.get((task, backbone))
+
+
+def published_results(task: str, backbone: str) -> List[Tuple[str, dict]]:
+    """(source label, row) of every source that publishes the backbone's result."""
+    return [(label, rows[task, backbone]) for label, _, rows in PUBLISHED
+            if (task, backbone) in rows]

@@ -1,8 +1,10 @@
-"""Training-run machinery: hooks that make runs resumable and stop bad ones early."""
-from .hooks import (NonFiniteLossError, RefuseMismatchedCheckpointHook, ResumeRandomStateHook,
+"""Training-run machinery: hooks that make runs resumable, stop bad ones early and load
+published whole-model checkpoints."""
+from .hooks import (ConvertBackboneCheckpointHook, NonFiniteLossError,
+                    RefuseMismatchedCheckpointHook, ResumeRandomStateHook,
                     StopOnNonFiniteLossHook)
 
 __all__ = [
-    'NonFiniteLossError', 'RefuseMismatchedCheckpointHook', 'ResumeRandomStateHook',
-    'StopOnNonFiniteLossHook'
+    'ConvertBackboneCheckpointHook', 'NonFiniteLossError', 'RefuseMismatchedCheckpointHook',
+    'ResumeRandomStateHook', 'StopOnNonFiniteLossHook'
 ]

@@ -1,6 +1,7 @@
-"""Hooks that make runs resumable and stop bad ones early, registered in mmengine's ``HOOKS`` (so
-mmdet and mmseg configs find them). tools/train.py and tools/test.py add them to every run (see
-``mmambaout.utils.runtime``); other runners can list them in ``custom_hooks``.
+"""Hooks that make runs resumable, stop bad ones early and load published whole-model
+checkpoints, registered in mmengine's ``HOOKS`` (so mmdet and mmseg configs find them).
+tools/train.py and tools/test.py add them to every run (see ``mmambaout.utils.runtime``); other
+runners can list them in ``custom_hooks``.
 """
 import random
 import re
@@ -12,6 +13,9 @@ from mmengine.hooks import Hook
 from mmengine.model import BaseTTAModel, is_model_wrapper
 from mmengine.registry import HOOKS
 from mmengine.runner import find_latest_checkpoint
+
+# the module, not its names: mmambaout.models imports mmambaout.utils, which imports these hooks
+from ..models import checkpoint as backbone_checkpoint
 
 
 def random_states() -> dict:
@@ -114,6 +118,37 @@ def receiving_module(model):
     return model
 
 
+def loaded_checkpoint_path(runner) -> Optional[str]:
+    """The file the runner is loading: ``load_from`` (test, fine-tuning, --resume PATH), else
+    the work dir's latest (--resume alone)."""
+    return runner.cfg.get('load_from') or find_latest_checkpoint(runner.work_dir)
+
+
+@HOOKS.register_module()
+class ConvertBackboneCheckpointHook(Hook):
+    """Convert the backbone tensors of a whole published detector or segmentor to this package's
+    layout as it is loaded (testing, fine-tuning with ``load_from``, resuming).
+
+    VMamba's released Mask R-CNN and UperNet checkpoints hold their backbone in VMamba's own key
+    layout and their neck and heads in mmdet's and mmseg's: the backbone's converter renames the
+    former (checked and reported as for a pretrained backbone), the rest loads as it is. Files in
+    this package's layout pass unchanged. Runs before RefuseMismatchedCheckpointHook, which then
+    sees the converted keys.
+    """
+    priority = 'ABOVE_NORMAL'
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        backbone = getattr(receiving_module(runner.model), 'backbone', None)
+        if not hasattr(backbone, 'convert_checkpoint'):  # not a backbone of this package
+            return
+        state = checkpoint.get('state_dict', checkpoint)
+        converted = backbone_checkpoint.convert_backbone_keys(state, backbone,
+                                                              loaded_checkpoint_path(runner))
+        if converted is not state:  # mmengine loads what the dict holds after the hooks
+            state.clear()
+            state.update(converted)
+
+
 def checkpoint_misfit(own: dict, theirs: dict) -> Optional[str]:
     """What keeps ``theirs`` from filling ``own``: the first tensor of another shape, else the
     first one missing; None if it fits."""
@@ -147,8 +182,7 @@ class RefuseMismatchedCheckpointHook(Hook):
                   if isinstance(value, torch.Tensor)}
         misfit = checkpoint_misfit(receiving_module(runner.model).state_dict(), theirs)
         if misfit:
-            path = runner.cfg.get('load_from') or find_latest_checkpoint(runner.work_dir)
             raise ValueError(
-                f"Checkpoint '{path}' does not fit the model of this config: {misfit}. It was "
-                'made with another config (backbone arch, number of classes, ...): use the '
-                'config it was trained with, or a checkpoint of this one.')
+                f"Checkpoint '{loaded_checkpoint_path(runner)}' does not fit the model of this "
+                f'config: {misfit}. It was made with another config (backbone arch, number of '
+                'classes, ...): use the config it was trained with, or a checkpoint of this one.')

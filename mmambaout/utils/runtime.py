@@ -4,14 +4,16 @@ The tools mirror mmdet 3.3's and mmseg 1.2.2's own (same flags, same work-dir ru
 construction); the toolbox is the config's ``default_scope``. On top of theirs:
 
 * the pretrained and dataset files are checked before the runner is built, so a missing file
-  stops the run at start-up with an error that says where the file belongs;
+  stops the run at start-up with an error that says where the file belongs; a pretrained file
+  named by URL is downloaded then (once, into torch.hub's cache);
 * a machine without a GPU gets the changes it needs (fp32 instead of AMP, gloo instead of nccl),
   each announced by a WARNING log line;
 * checkpoints written by mmengine in the run's work dir can be read again under torch >= 2.6,
   other files only weights-only unless the user trusts them (see ``checkpoint_io``);
 * hooks make a resumed run continue exactly, stop a run whose loss turns NaN before it saves
-  the spoilt weights, and refuse a tested or resumed checkpoint that does not fit the model (see
-  ``mmambaout.engine.hooks``).
+  the spoilt weights, convert the backbone of a published whole model (VMamba's Mask R-CNN and
+  UperNet) as it loads, and refuse a tested or resumed checkpoint that does not fit the model
+  (see ``mmambaout.engine.hooks``).
 """
 import datetime
 import importlib
@@ -26,7 +28,8 @@ from mmengine.logging import print_log
 from mmengine.runner import Runner
 
 from .. import engine  # noqa: F401  (registers the hooks added below)
-from .checkpoint_io import TRUST_FLAG, use_checkpoint_loader
+from .checkpoint_io import (TRUST_FLAG, CheckpointDownloadError, download_checkpoint, is_url,
+                            read_pretrained, use_checkpoint_loader)
 from .data_check import check_dataset_files
 
 TOOLBOXES = ('mmdet', 'mmseg')
@@ -34,9 +37,11 @@ TOOLBOXES = ('mmdet', 'mmseg')
 DUMP_METRICS = {'mmdet': 'DumpDetResults', 'mmseg': 'DumpResults'}
 # AmpOptimWrapper arguments that the fp32 OptimWrapper does not take.
 AMP_ONLY_KEYS = ('loss_scale', 'dtype', 'use_fsdp')
-# Hooks of mmambaout.engine: every training run gets the first two; testing and resuming, which
-# need the whole model from the checkpoint (fine-tuning with load_from does not), the third.
-TRAINING_HOOKS = ('ResumeRandomStateHook', 'StopOnNonFiniteLossHook')
+# Hooks of mmambaout.engine: every run gets the first (whatever it loads may be a published
+# whole model), every training run the next two; testing and resuming, which need the whole
+# model from the checkpoint (fine-tuning with load_from does not), the last.
+CONVERSION_HOOK = 'ConvertBackboneCheckpointHook'
+TRAINING_HOOKS = (CONVERSION_HOOK, 'ResumeRandomStateHook', 'StopOnNonFiniteLossHook')
 CHECKPOINT_FIT_HOOK = 'RefuseMismatchedCheckpointHook'
 
 
@@ -123,7 +128,7 @@ def configure_testing(cfg: Config, checkpoint: str, out: Optional[str] = None,
     if '://' not in checkpoint and not osp.isfile(checkpoint):
         raise FileNotFoundError(f"Checkpoint '{checkpoint}' does not exist.")
     cfg.load_from = checkpoint
-    add_custom_hooks(cfg, [CHECKPOINT_FIT_HOOK])
+    add_custom_hooks(cfg, [CONVERSION_HOOK, CHECKPOINT_FIT_HOOK])
     if show or show_dir:
         enable_visualization(cfg, show, show_dir, wait_time)
     if tta:
@@ -189,17 +194,30 @@ def pretrained_checkpoints(node, key: str) -> Iterator[Tuple[str, str]]:
 
 
 def check_pretrained_files(model_cfg: dict) -> None:
-    """Raise FileNotFoundError for a local pretrained checkpoint that is not there.
+    """Check that every pretrained checkpoint is there and reads weights-only; download one
+    named by URL first unless torch.hub's cache holds it.
 
-    The backbone would raise the same when the runner initialises weights, but only after
-    building the datasets (minutes on COCO); checked here, the run stops at once.
+    Raises FileNotFoundError for a missing file, CheckpointDownloadError for a failed download,
+    and the backbone's errors for a file it would refuse. The backbone would raise them when the
+    runner initialises weights, but only after building the datasets (minutes on COCO); checked
+    here, the run stops at once.
     """
     for key, path in pretrained_checkpoints(model_cfg, 'model'):
-        if '://' not in path and not osp.isfile(path):
+        scratch = f'train from scratch with --cfg-options {key}=None'
+        if is_url(path):
+            try:
+                path = download_checkpoint(path)
+            except CheckpointDownloadError as error:
+                message = f'{error} ({key}.checkpoint); or {scratch}.'
+                raise CheckpointDownloadError(message) from error
+        elif '://' in path:  # torchvision://, open-mmlab://, ...: mmengine's own loaders
+            continue
+        elif not osp.isfile(path):
             raise FileNotFoundError(
                 f"Pretrained checkpoint '{path}' ({key}.checkpoint) does not exist. Put the "
                 "ImageNet weights there (the config's `pretrained` variable names the file), or "
-                f'train from scratch with --cfg-options {key}=None.')
+                f'{scratch}.')
+        read_pretrained(path, mmap=True)
 
 
 def enable_visualization(cfg: Config, show: bool, show_dir: Optional[str],

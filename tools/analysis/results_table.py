@@ -1,18 +1,20 @@
-"""Our finished runs beside the MambaOut paper's published numbers, as Markdown.
+"""Our finished runs beside the published numbers, as Markdown.
 
     python tools/analysis/results_table.py WORK_DIR [WORK_DIR ...]
 
 For every work dir: the backbone (from the config the runs dumped), the latest single-scale
 result (a test run, else the last validation of training) and, for ADE20K, the latest
-multi-scale one (a test run with --tta), then the paper's row for that backbone and our
-difference (ours − paper). COCO: box and mask AP (Mask R-CNN 1x); ADE20K: mIoU SS / MS
-(UperNet 160k). A backbone the paper has no row for gets ours only.
+multi-scale one (a test run with --tta), then the published rows for that backbone and our
+difference to each: the paper's, and for VMamba v2 also the results VMamba's authors list for
+their released checkpoints (a tools/test.py run of such a checkpoint goes beside them). COCO:
+box and mask AP (Mask R-CNN 1x); ADE20K: mIoU SS / MS (UperNet 160k). A backbone without a
+published row gets ours only.
 """
 import argparse
 from pathlib import Path
 
-from mmambaout.analysis.paper_results import (ADE20K, CITATION, COCO, METRICS, TASK_TITLES,
-                                              paper_result)
+from mmambaout.analysis.paper_results import (ADE20K, COCO, METRICS, PUBLISHED, TASK_TITLES,
+                                              published_results)
 from mmambaout.analysis.report import markdown_table
 from mmambaout.analysis.work_dirs import collect
 
@@ -43,17 +45,23 @@ def sources(result) -> str:
     return f'{result.work_dir}: {described or "no metrics yet"}'
 
 
+def difference(ours: float, published: float) -> str:
+    """'+0.2', '-0.1'; '+0.0' also for a difference below the rounding (not '-0.0')."""
+    return f'{round(ours - published, 1) or 0.0:+.1f}'
+
+
 def rows_for(result) -> list:
-    """Rows 'ours', and when the paper has the backbone, 'paper' and 'ours − paper'."""
+    """Rows 'ours', then for each source that publishes the backbone (e.g. 'paper'), the
+    source's and 'ours − source'."""
     names = METRICS[result.task]
     ours = our_metrics(result)
     rows = [[result.backbone, sources(result), *(f'{ours[n]:.1f}' if n in ours else MISSING
                                                  for n in names)]]
-    paper = paper_result(result.task, result.backbone)
-    if paper:
-        rows.append([result.backbone, 'paper', *(f'{paper[n]:.1f}' for n in names)])
-        rows.append([result.backbone, 'ours − paper',
-                     *(f'{ours[n] - paper[n]:+.1f}' if n in ours else MISSING for n in names)])
+    for source, published in published_results(result.task, result.backbone):
+        rows.append([result.backbone, source, *(f'{published[n]:.1f}' for n in names)])
+        rows.append([result.backbone, f'ours − {source}',
+                     *(difference(ours[n], published[n]) if n in ours else MISSING
+                       for n in names)])
     return rows
 
 
@@ -66,7 +74,9 @@ def main(argv=None):
             print(f'\n### {TASK_TITLES[task]}\n')
             print(markdown_table(['backbone', 'source', *METRICS[task]],
                                  [row for r in task_results for row in rows_for(r)]))
-    print(f'\nPaper: {CITATION}.')
+    print()
+    for source, citation, _ in PUBLISHED:
+        print(f'{source}: {citation}.')
 
 
 if __name__ == '__main__':

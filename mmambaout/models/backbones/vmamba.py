@@ -24,7 +24,8 @@ VMAMBA_TO_OURS = (
 
 
 def convert_vmamba_checkpoint(state: StateDict):
-    """Official VMamba v2 weights → this backbone's keys.
+    """Official VMamba v2 weights (classification files, or the ``backbone.*`` of VMamba's own
+    detectors and segmentors, without that prefix) → this backbone's keys.
 
     Returns the converted tensors and the names of the classifier tensors dropped on the way.
     """
@@ -36,11 +37,14 @@ class VMamba(HierarchicalBackbone):
     """VMamba v2 backbone: a ConvStem, then four stages of VSS blocks (strides 4–32).
 
     Args:
-        arch: 'tiny' (VMamba's "s1l8", vssm1_tiny_0230s), 'tiny_s2l5', 'small', 'base', or
+        arch: the released v2 models: 'tiny' ("s1l8", vssm1_tiny_0230s), 'small' and 'base'
+            ("s2l15", vssm_small_0229 / vssm_base_0229; VMamba's released Mask R-CNN and UperNet
+            use these three), 'tiny_s2l5', 'small_s1l20' and 'base_s1l20' (vssm1_tiny_0230,
+            vssm1_small_0229s, vssm1_base_0229s: classification only); or
             ``dict(depths=..., dims=..., ssm_ratio=..., d_state=...)``.
         scan_backend: selective-scan implementation, see :func:`mmambaout.ops.selective_scan`.
-        init_cfg: ``dict(type='Pretrained', checkpoint=PATH)`` loads official VMamba v2 weights
-            (``{'model': ...}``), reporting every key left out.
+        init_cfg: ``dict(type='Pretrained', checkpoint=PATH or URL)`` loads official VMamba v2
+            weights (``{'model': ...}``), reporting every key left out.
 
     ``out_indices``, ``frozen_stages``, ``drop_path_rate``, ``with_cp``: see
     :class:`HierarchicalBackbone`.
@@ -49,8 +53,12 @@ class VMamba(HierarchicalBackbone):
         'tiny': dict(depths=(2, 2, 8, 2), dims=(96, 192, 384, 768), ssm_ratio=1.0, d_state=1),
         'tiny_s2l5': dict(depths=(2, 2, 5, 2), dims=(96, 192, 384, 768), ssm_ratio=2.0,
                           d_state=1),
-        'small': dict(depths=(2, 2, 20, 2), dims=(96, 192, 384, 768), ssm_ratio=1.0, d_state=1),
-        'base': dict(depths=(2, 2, 20, 2), dims=(128, 256, 512, 1024), ssm_ratio=1.0, d_state=1),
+        'small': dict(depths=(2, 2, 15, 2), dims=(96, 192, 384, 768), ssm_ratio=2.0, d_state=1),
+        'base': dict(depths=(2, 2, 15, 2), dims=(128, 256, 512, 1024), ssm_ratio=2.0, d_state=1),
+        'small_s1l20': dict(depths=(2, 2, 20, 2), dims=(96, 192, 384, 768), ssm_ratio=1.0,
+                            d_state=1),
+        'base_s1l20': dict(depths=(2, 2, 20, 2), dims=(128, 256, 512, 1024), ssm_ratio=1.0,
+                           d_state=1),
     }
     eps = 1e-5  # VMamba's LayerNorms keep nn.LayerNorm's default
     convert_checkpoint = staticmethod(convert_vmamba_checkpoint)
