@@ -5,6 +5,7 @@ import csv
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import time
@@ -24,6 +25,7 @@ from mmambaout.analysis.scaling import scaling_exponent
 from mmambaout.analysis.vit_reference import ViTReference
 from mmambaout.analysis.work_dirs import collect
 from mmambaout.models import MambaOut, VMamba
+from test_tools import load_tool
 
 REPO = Path(__file__).resolve().parents[1]
 DET_CONFIG = REPO / 'configs' / 'mask_rcnn_mambaout_tiny_coco.py'
@@ -115,13 +117,22 @@ def test_vmamba_token_mixing_is_the_whole_ss2d():
 
 
 def test_ss2d_twin_adds_token_mixing_only():
+    """The twin's extra FLOPs are its ``ssm`` modules', all of them token mixing; they hold the
+    scan, 9·L·(4·C)·N per block (the four directions' channels, N = 1)."""
     x = torch.randn(1, 3, 64, 64)
+    twin_backbone = MambaOut('femto', token_mixer='gated_cnn_ss2d')
     plain = mixing_flops(MambaOut('femto'), x)
-    twin = mixing_flops(MambaOut('femto', token_mixer='gated_cnn_ss2d'), x)
+    twin = mixing_flops(twin_backbone, x)
+    ssm = sum(v for k, v in flops_by_module(twin_backbone, x).items() if k.endswith('.ssm'))
+    assert twin['unattributed'] == 0
     assert sum(twin[part] for part in PARTS) == twin['total']
     assert twin['channel mixing'] == plain['channel mixing']
-    # the scan lands in the token mixer, or beside it when the block calls `ssm.scan` itself
-    assert twin['token mixing'] + twin['unattributed'] > plain['token mixing']
+    assert twin['other'] == plain['other']
+    assert twin['token mixing'] - plain['token mixing'] == ssm
+    depths, dims = twin_backbone.arch_settings['femto'].values()
+    scans = sum(9 * (16 // 2**i)**2 * 4 * dim * depth
+                for i, (depth, dim) in enumerate(zip(depths, dims)))
+    assert ssm > scans
 
 
 def test_vit_attention_equals_its_linear_layers_at_l_equal_6d():
@@ -312,20 +323,43 @@ def test_long_sequence_cli(tmp_path):
     assert Path(f'{prefix}.png').stat().st_size > 10_000
 
 
-def test_latency_scaling_cli(tmp_path):
+def test_latency_scaling_cli_runs_every_preset(tmp_path):
     prefix = tmp_path / 'lat'
-    out = run_tool('tools/analysis/latency_scaling.py', '--models', 'mambaout_t', 'vit_s16',
-                   '--sizes', 32, 64, '--aspects', 1, 1.6, '--repeats', 1, '--clock', 'cpu',
-                   '--out', prefix)
+    out = run_tool('tools/analysis/latency_scaling.py', '--sizes', 32, 64, '--aspects', 1, 1.6,
+                   '--repeats', 1, '--clock', 'cpu', '--out', prefix)
     rows = read_csv(f'{prefix}.csv')
-    assert [(r['model'], r['height'], r['width']) for r in rows[:2]] == [
-        ('MambaOut-T', '32', '32'), ('ViT-S/16 (global attention)', '32', '32')]
+    models = ['MambaOut-T', 'MambaOut-T + SS2D', 'VMamba v2-T', 'ViT-S/16 (global attention)']
+    assert [(r['model'], r['height'], r['width']) for r in rows[:4]] == [
+        (model, '32', '32') for model in models]
     assert {(r['height'], r['width']) for r in rows} == {
         ('32', '32'), ('32', '64'), ('64', '64'), ('64', '96')}
+    assert len(rows) == 4 * 4
     assert all(int(r['pixels']) == int(r['height']) * int(r['width']) for r in rows)
     assert all(float(r['median ms']) > 0 for r in rows)
-    assert 'Fitted exponent' in out and '| MambaOut-T |' in out
+    # the printed exponents are the fits of the written times
+    for model in models:
+        points = [r for r in rows if r['model'] == model]
+        fit = scaling_exponent([int(r['pixels']) for r in points],
+                               [float(r['median ms']) for r in points])
+        assert f'| {model} | {fit:.2f} |' in out.splitlines()
     assert Path(f'{prefix}.png').stat().st_size > 10_000
+
+
+def test_latency_scaling_fits_each_model_apart():
+    rows = [dict(model=model, pixels=h * w, **{'median ms': cost(h * w)})
+            for model, cost in (('linear', lambda p: 2e-3 * p), ('steep', lambda p: 1e-6 * p**1.5))
+            for h, w in ((32, 32), (32, 64), (64, 64), (64, 96), (128, 192))]
+    exponents = load_tool('tools/analysis/latency_scaling.py').time_exponents(rows)
+    assert exponents == pytest.approx(dict(linear=1.0, steep=1.5))
+
+
+def test_latency_scaling_stops_on_a_backbone_that_does_not_build():
+    """Not a table without it, which would read as complete."""
+    broken = "{'type': 'MambaOut', 'token_mixer': 'ssm'}"
+    with pytest.raises(RuntimeError, match=rf"Cannot build Broken from {re.escape(broken)}: "
+                       r".*token_mixer 'ssm'"):
+        load_tool('tools/analysis/latency_scaling.py').main(
+            ['--models', 'vit_s16', '--sizes', '32', '--backbone', 'Broken', broken])
 
 
 def test_benchmark_scan_cli():
@@ -334,12 +368,28 @@ def test_benchmark_scan_cli():
     rows = {cells[1].strip(): [float(c) for c in cells[2:4]]
             for cells in (line.split('|') for line in out.splitlines())
             if len(cells) == 5 and cells[2].strip()[:1].isdigit()}
-    assert set(rows) == {'reference', 'chunked', 'softplus(delta + bias) alone'}
+    assert set(rows) == {'reference', 'chunked', 'cpu', 'softplus(delta + bias) alone'}
     assert all(ms > 0 for times in rows.values() for ms in times)
-    assert 'reference/chunked: forward ' in out and 'x, forward+backward ' in out
+    ratios = re.findall(r'^(\w+)/(\w+): forward ([\d.]+)x, forward\+backward ([\d.]+)x$', out,
+                        re.MULTILINE)
+    assert {(slow, fast) for slow, fast, *_ in ratios} == {
+        ('reference', 'chunked'), ('reference', 'cpu'), ('chunked', 'cpu')}
+    for slow, fast, *printed in ratios:  # the quotients of the table's times (rounded there)
+        for column, ratio in enumerate(printed):
+            assert float(ratio) == pytest.approx(rows[slow][column] / rows[fast][column], rel=0.1)
     result = subprocess.run([sys.executable, 'tools/analysis/benchmark_scan.py',
                              '--reference-repeats', '0'], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 2 and '--reference-repeats must be from 1' in result.stderr
+
+
+def assert_ratios_are_the_printed_times(out):
+    """With --repeats 1 each ratio is ours / reference of the times in the table: inference
+    ms per image (column 1), training step seconds (column 4)."""
+    cells = [line.split('|')[2:-1] for line in out.splitlines() if line.startswith('| ')]
+    ours, reference = [row for row in cells if row[0].strip()[:1].isdigit()]
+    for name, column, rel in (('inference', 0, 0.03), ('training step', 3, 0.05)):
+        ratio = float(re.search(rf'{name} time ratio ([\d.]+)', out)[1])
+        assert ratio == pytest.approx(float(ours[column]) / float(reference[column]), rel=rel)
 
 
 @pytest.mark.slow
@@ -348,7 +398,7 @@ def test_benchmark_cli_detection_with_training_step():
                    '--repeats', 1, '--train')
     assert 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py' in out
     assert '| ResNet-50 reference |' in out
-    assert 'inference time ratio' in out and 'training step time ratio' in out
+    assert_ratios_are_the_printed_times(out)
 
 
 @pytest.mark.slow
@@ -357,4 +407,4 @@ def test_benchmark_cli_segmentation_with_training_step():
     out = run_tool('tools/analysis/benchmark.py', TOY_SEG_CONFIG, '--shape', 64, 64,
                    '--repeats', 1, '--train', '--clock', 'cpu')
     assert 'upernet_r50_4xb4-160k_ade20k-512x512.py' in out
-    assert 'inference time ratio' in out and 'training step time ratio' in out
+    assert_ratios_are_the_printed_times(out)

@@ -1,14 +1,18 @@
 """The shipped Mask R-CNN configs: they build, train and predict, match the paper's sizes, and
 stop at start-up with a useful message when the pretrained file or the dataset is missing."""
+import random
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from mmcv.transforms import Compose
 from mmdet.testing import demo_mm_inputs
 from mmdet.utils import register_all_modules
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
+from PIL import Image
 from torch import nn
 
 from mmambaout.analysis.models import build_model
@@ -91,6 +95,32 @@ def test_recipe():
     assert cfg_3x.model.backbone == cfg.model.backbone
 
 
+def test_3x_pipeline_trains_at_many_scales(tmp_path):
+    """Swin's 3x recipe: every training image ends with a short side of 480, 512, ..., 800
+    (long side at most 1333), half of them after a random crop that changes the aspect."""
+    height, width = 480, 640
+    image = tmp_path / 'image.png'
+    Image.fromarray(np.full((height, width, 3), 100, np.uint8)).save(image)
+    box = [100., 100., 300., 250.]
+    instance = dict(bbox=box, bbox_label=0, ignore_flag=0,
+                    mask=[[100., 100., 300., 100., 300., 250., 100., 250.]])
+    cfg = Config.fromfile(CONFIG_DIR / 'mask_rcnn_mambaout_tiny_coco_3x.py')
+    pipeline = Compose(cfg.train_dataloader.dataset.pipeline)
+    random.seed(0)
+    np.random.seed(0)
+    shapes = set()
+    for _ in range(40):
+        packed = pipeline(dict(img_path=str(image), img_id=0, height=height, width=width,
+                               instances=[instance]))
+        shapes.add(tuple(packed['inputs'].shape[1:]))
+    assert {min(shape) for shape in shapes} <= set(range(480, 801, 32))
+    assert all(max(shape) <= 1333 for shape in shapes)
+    uncropped = {shape for shape in shapes if abs(shape[1] / shape[0] - width / height) < 5e-3}
+    assert uncropped != shapes  # both branches of the RandomChoice ran, each at many scales
+    assert len({min(shape) for shape in uncropped}) > 3
+    assert len({min(shape) for shape in shapes - uncropped}) > 3
+
+
 def test_norms_and_biases_get_no_weight_decay():
     cfg = Config.fromfile(TINY)
     runtime.use_fp32_optim_wrapper(cfg)  # AmpOptimWrapper needs a GPU; the groups are the same
@@ -108,8 +138,10 @@ def test_norms_and_biases_get_no_weight_decay():
 
 
 def test_missing_pretrained_file_stops_at_startup(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # the config's relative checkpoint path does not exist here
-    cfg = runtime.load_config(str(TINY))
+    monkeypatch.chdir(tmp_path)  # a relative checkpoint path that does not exist here
+    # (the config's own is a URL: test_released_weights.py tests downloads, from 127.0.0.1)
+    cfg = runtime.load_config(
+        str(TINY), {'model.backbone.init_cfg.checkpoint': 'checkpoints/mambaout_tiny.pth'})
     with pytest.raises(FileNotFoundError) as error:
         runtime.configure_training(cfg)
     message = str(error.value)

@@ -1,3 +1,4 @@
+import functools
 import logging
 import subprocess
 import sys
@@ -5,9 +6,14 @@ import sys
 import pytest
 import timm
 import torch
+from timm.models.mambaout import GatedConvBlock
+import torch.nn.functional as F
 from mmengine.logging import MMLogger
 
 from mmambaout.models.backbones.mambaout import MambaOut, convert_mambaout_checkpoint
+from mmambaout.models.layers import GatedCNNBlock
+from test_tools import load_tool
+from test_vmamba import assert_matches_oracle, perturb, vmamba_v2_core
 
 
 def timm_to_official(state):
@@ -140,20 +146,35 @@ def test_partial_checkpoint_logs_missing_and_unused(tmp_path, timm_femto):
     finally:
         logger.removeHandler(handler)
     text = '\n'.join(records)
+    total = len(MambaOut('femto').state_dict())  # all but the deleted tensor and 4 output norms
+    assert f'Loaded {total - 1 - 8}/{total} backbone tensors from {path}' in text
     assert 'MISSING from the checkpoint: 1 keys: stages.3.2.fc2.weight' in text
     assert 'UNUSED (in the checkpoint, not in the model): 1 keys: stages.3.3.fc2.weight' in text
     assert 'norm0.weight' in text and 'head.fc2.weight' in text
 
 
-def test_convert_tool_round_trip(tmp_path, timm_femto):
-    src, dst = tmp_path / 'timm.pth', tmp_path / 'ours.pth'
-    torch.save(timm_femto.state_dict(), src)
-    subprocess.run([sys.executable, 'tools/convert_checkpoint.py', str(src), str(dst),
-                    '--arch', 'femto'], check=True)
+@pytest.mark.parametrize('fmt', ['timm', 'official'])
+def test_converted_file_gives_timms_features(tmp_path, timm_femto, fmt, monkeypatch, capsys):
+    """tools/convert_checkpoint.py; the file it writes, loaded strictly into the backbone,
+    gives timm's stage features."""
+    state = timm_femto.state_dict()
+    src, dst = tmp_path / 'published.pth', tmp_path / 'ours.pth'
+    torch.save(state if fmt == 'timm' else {'model': timm_to_official(state)}, src)
+    monkeypatch.setattr(sys, 'argv', ['convert_checkpoint.py', str(src), str(dst),
+                                      '--arch', 'femto'])
+    load_tool('tools/convert_checkpoint.py').main()
     converted = torch.load(dst, weights_only=True)
-    assert 'downsample_layers.0.conv1.weight' in converted and 'head.fc.weight' not in converted
-    expected, _ = convert_mambaout_checkpoint(timm_to_official(timm_femto.state_dict()))
-    assert converted.keys() == expected.keys()
+    ours = MambaOut('femto').eval()
+    missing, unused = ours.load_state_dict(converted, strict=False)
+    assert unused == [] and set(missing) == {f'norm{i}.{p}' for i in range(4)
+                                             for p in ('weight', 'bias')}
+    dropped = len(state) - len(converted)  # timm's head, or the official head and norm
+    assert (f'Wrote {len(converted)} tensors to {dst} (dropped {dropped} classifier tensors)'
+            in capsys.readouterr().out)
+    x = torch.randn(1, 3, 70, 100)
+    theirs = stage_features(timm_femto, [s.blocks for s in timm_femto.stages], x)
+    for a, b in zip(stage_features(ours, ours.stages, x), theirs):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize('scope', ['mmdet', 'mmseg'])
@@ -221,6 +242,52 @@ def test_ss2d_twin_differs_only_by_the_ssm():
     assert not torch.allclose(outs[0], plain(x)[0])  # the scan really mixes tokens
     sum(o.sum() for o in outs).backward()
     assert twin.stages[0][0].ssm.A_logs.grad is not None
+
+
+def test_block_with_conv_ratio_and_kernel_size_equals_timm():
+    """Half the channels convolved (conv_ratio 0.5: 8 of 42) by a 5×5 kernel: timm's block with
+    the same weights, on both paths (autograd, in-place inference)."""
+    torch.manual_seed(0)
+    theirs = GatedConvBlock(16, kernel_size=5, conv_ratio=0.5)
+    ours = GatedCNNBlock(16, kernel_size=5, conv_ratio=0.5)
+    ours.load_state_dict(theirs.state_dict())
+    x = torch.randn(2, 5, 6, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), theirs(x))
+    torch.testing.assert_close(ours(x), theirs(x))
+    ours(x).square().sum().backward()
+    theirs(x).square().sum().backward()
+    for name, p in ours.named_parameters():
+        torch.testing.assert_close(p.grad, theirs.get_parameter(name).grad, msg=name)
+
+
+def gated_cnn_ss2d_block(p, x, conv_channels, kernel_size):
+    """The twin's block written out (NHWC): with g, i, c the split of fc1(norm(x)),
+    fc2(gelu(g)·[i, SS2D core(silu(conv c))]) + x, the core as VMamba v2 has it."""
+    hidden = p['fc1.weight'].shape[0] // 2
+    h = F.layer_norm(x, x.shape[-1:], p['norm.weight'], p['norm.bias'], 1e-6)
+    g, i, c = F.linear(h, p['fc1.weight'], p['fc1.bias']).split(
+        (hidden, hidden - conv_channels, conv_channels), -1)
+    c = F.conv2d(c.permute(0, 3, 1, 2), p['conv.weight'], p['conv.bias'],
+                 padding=kernel_size // 2, groups=conv_channels)
+    mixed = vmamba_v2_core({k[len('ssm.'):]: v for k, v in p.items() if k.startswith('ssm.')},
+                           F.silu(c))
+    return F.linear(F.gelu(g) * torch.cat((i, mixed), -1), p['fc2.weight'], p['fc2.bias']) + x
+
+
+@pytest.mark.parametrize('backend', ['reference', 'chunked'])
+def test_ss2d_twin_block_equals_its_maths(backend):
+    """Half the channels convolved (conv_ratio 0.5: 8 of 42), a 5×5 kernel, H != W."""
+    torch.manual_seed(0)
+    block = perturb(GatedCNNBlock(16, kernel_size=5, conv_ratio=0.5, ssm_d_state=2,
+                                  scan_backend=backend))
+    oracle = functools.partial(gated_cnn_ss2d_block, conv_channels=8, kernel_size=5)
+    x = torch.randn(2, 3, 4, 16)
+    assert_matches_oracle(block, x, oracle)
+    with torch.no_grad():  # the in-place inference path
+        params = {name: p.double() for name, p in block.named_parameters()}
+        torch.testing.assert_close(block(x), oracle(params, x.double()).float(), rtol=1e-4,
+                                   atol=1e-5)
 
 
 def test_unknown_token_mixer():

@@ -293,7 +293,8 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, to
     last_good = work_dir / f'iter_{bad_iter - 1}.pth'
     assert 'The loss became non-finite' in message and 'loss=nan' in message.lower()
     assert f'The last good checkpoint is {last_good}' in message
-    assert sorted(path.name for path in work_dir.glob('iter_*.pth'))[-1] == last_good.name
+    saved = [int(path.stem[len('iter_'):]) for path in work_dir.glob('iter_*.pth')]
+    assert max(saved) == bad_iter - 1  # numerically: iter_9 comes before iter_10
     assert (work_dir / 'last_checkpoint').read_text().strip() == str(last_good)
     weights = torch.load(last_good, weights_only=False)['state_dict']
     assert all(torch.isfinite(tensor).all() for tensor in weights.values())

@@ -112,7 +112,8 @@ def test_recipe():
     assert {size: c.model.backbone.drop_path_rate for size, c in cfgs.items()} == dict(
         tiny=0.3, small=0.4, base=0.6)
     for size, c in cfgs.items():
-        assert c.pretrained == f'checkpoints/mambaout_{size}.pth'
+        assert c.pretrained == ('https://github.com/yuweihao/MambaOut/releases/download/model/'
+                                f'mambaout_{size}.pth')
         assert c.model.backbone.init_cfg == dict(type='Pretrained', checkpoint=c.pretrained)
 
 
@@ -139,8 +140,10 @@ def test_toy_config_fits_a_cpu():
 
 
 def test_missing_pretrained_file_stops_at_startup(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # the config's relative checkpoint path does not exist here
-    cfg = runtime.load_config(str(size_config('tiny')))
+    monkeypatch.chdir(tmp_path)  # a relative checkpoint path that does not exist here
+    # (the config's own is a URL: test_released_weights.py tests downloads, from 127.0.0.1)
+    cfg = runtime.load_config(str(size_config('tiny')), {
+        'model.backbone.init_cfg.checkpoint': 'checkpoints/mambaout_tiny.pth'})
     with pytest.raises(FileNotFoundError) as error:
         runtime.configure_training(cfg)
     assert 'checkpoints/mambaout_tiny.pth' in str(error.value)

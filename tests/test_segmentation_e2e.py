@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from mmengine.config import Config
 
 from mmambaout.datasets import make_toy_ade
 
@@ -48,9 +49,18 @@ def test_toy_training_then_evaluation(tmp_path):
     (train_log, ) = train_dir.glob('*/*.log')
     assert 'Iter(val) [8/8]' in train_log.read_text()
 
-    for name, flags in (('single_scale', []), ('tta', ['--tta'])):
+    mious = {}
+    for name, flags, model in (('single_scale', ['--show-dir', 'drawn'], 'EncoderDecoder'),
+                               ('tta', ['--tta'], 'SegTTAModel')):
         test_dir = tmp_path / name
         # The checkpoint lies outside the test's work dir: it is ours, so trust it.
         run_tool('tools/test.py', CONFIG, str(checkpoint), '--trust-checkpoint',
-                 '--work-dir', str(test_dir), '--cfg-options', *roots, *flags)
-        assert metrics(test_dir)['mIoU'] > MIOU_FLOOR, name
+                 '--work-dir', str(test_dir), *flags, '--cfg-options', *roots)
+        mious[name] = metrics(test_dir)['mIoU']
+        assert mious[name] > MIOU_FLOOR, name
+        # the model the run built, from the config mmengine dumped for it
+        (dumped, ) = test_dir.glob('*/vis_data/config.py')
+        assert Config.fromfile(dumped).model.type == model, name
+    assert mious['tta'] != mious['single_scale']  # scales and flips: not the one pass
+    # --show-dir: mmseg's visualizer draws every validation image (in WORK_DIR/SHOW_DIR)
+    assert len(list((tmp_path / 'single_scale').glob('drawn/vis_data/vis_image/*.png'))) == 8

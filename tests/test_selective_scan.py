@@ -185,12 +185,6 @@ def test_chunked_scan_solves_the_recurrence(length, chunk, reverse):
     torch.testing.assert_close(scanned, expected)
 
 
-def test_auto_is_chunked_on_cpu():
-    inputs = make_inputs()
-    expected = selective_scan(**inputs, backend='chunked')
-    torch.testing.assert_close(selective_scan(**inputs), expected, rtol=0, atol=0)
-
-
 def test_semantics_of_the_options():
     """The recurrence with D, z, delta_bias and softplus, written out for two steps, independently
     of every backend."""
@@ -221,14 +215,90 @@ def test_groups_are_blocks_of_channels(backend):
         torch.testing.assert_close(out[:, channels], expected)
 
 
+ALL_BACKENDS = [backend if backend != 'triton' else FAST_BACKENDS[1]
+                for backend in BACKENDS if backend != 'auto']
+
+
+def mamba_ssm_semantics(u, delta, A, B, C, D, z, delta_bias):
+    """mamba-ssm's published ``selective_scan_ref`` with softplus, written out for B and C of
+    their own group counts (b, g, n, L): channel c reads B group c // (d/g_B) and C group
+    c // (d/g_C). Returns the output and the last state."""
+    dim = u.shape[1]
+    B, C = (x[:, torch.arange(dim) // (dim // x.shape[1])] for x in (B, C))  # (b, d, n, L)
+    delta = F.softplus(delta + delta_bias[:, None])
+    h, ys = torch.zeros_like(B[..., 0]), []
+    for t in range(u.shape[-1]):
+        drive = (delta[..., t] * u[..., t])[..., None] * B[..., t]
+        h = torch.exp(delta[..., t, None] * A) * h + drive
+        ys.append((h * C[..., t]).sum(-1))
+    return (torch.stack(ys, -1) + D[:, None] * u) * F.silu(z), h
+
+
+def run_semantics(inputs):
+    """``run`` for :func:`mamba_ssm_semantics`, in float64; the results in the dtypes
+    ``selective_scan`` gives (out: u's, last state: float32, gradients: their input's)."""
+    leaves = {k: v.detach().double().requires_grad_() for k, v in inputs.items()}
+    B = leaves['B'][:, None] if leaves['B'].dim() == 3 else leaves['B']
+    out, last_state = mamba_ssm_semantics(**{**leaves, 'B': B})
+    weights = torch.linspace(-1, 1, out.shape[-1], device=out.device, dtype=out.dtype)
+    (out * weights).sum().add(last_state.square().sum()).backward()
+    result = dict(out=out.to(inputs['u'].dtype), last_state=last_state.float())
+    result.update({f'grad_{k}': v.grad.to(inputs[k].dtype) for k, v in leaves.items()})
+    return result
+
+
+@pytest.mark.parametrize('backend', ALL_BACKENDS)
+@pytest.mark.parametrize('groups_B,groups_C', [(1, 2), (2, 1), (4, 6), (3, 2), (None, 4)])
+def test_B_and_C_with_their_own_group_counts(backend, groups_B, groups_C):
+    """mamba-ssm accepts B and C grouped differently; d = 12, lcm(3, 2) = 6 splits neither."""
+    setting = setting_for(backend)
+    inputs = make_inputs(dim=12, state=2, groups=groups_B, **setting)
+    inputs['C'] = torch.randn(2, groups_C, 2, setting['length'],
+                              generator=torch.Generator().manual_seed(1)).to(setting['device'])
+    actual = run(backend, inputs, delta_softplus=True)
+    assert_close(actual, run_semantics(inputs), 1e-4)
+
+
+def unusual_inputs(case, device, length):
+    """Inputs the checker accepts in layouts and dtypes the tests above do not use."""
+    if case == 'length_1':
+        return make_inputs(state=2, length=1, device=device)
+    inputs = make_inputs(state=2, length=length, device=device)
+    if case == 'non_contiguous':  # transposed views, and B and C in (b, L, g, n) memory order
+        for name in ('u', 'delta', 'z'):
+            inputs[name] = inputs[name].transpose(1, 2).contiguous().transpose(1, 2)
+        for name in ('B', 'C'):
+            inputs[name] = inputs[name].permute(0, 3, 1, 2).contiguous().permute(0, 2, 3, 1)
+    elif case == 'float64_A_D':
+        for name in ('A', 'D', 'delta_bias'):
+            inputs[name] = inputs[name].double()
+    return inputs
+
+
+@pytest.mark.parametrize('backend', ALL_BACKENDS)
+@pytest.mark.parametrize('case', ['length_1', 'non_contiguous', 'float64_A_D'])
+def test_unusual_layouts_and_dtypes(backend, case):
+    inputs = unusual_inputs(case, **setting_for(backend))
+    assert_close(run(backend, inputs, delta_softplus=True), run_semantics(inputs), 1e-4)
+
+
 BAD_SHAPES = [
-    (dict(u=torch.zeros(2, 8)), "u must be (b, d, L), got shape (2, 8)"),
+    (dict(u=torch.zeros(2, 8)), "u must be (b, d, L), each at least 1, got shape (2, 8)"),
+    (dict(u=torch.zeros(0, 8, 37)), "u must be (b, d, L), each at least 1, got shape (0, 8, 37)"),
+    (dict(u=torch.zeros(2, 8, 0)), "u must be (b, d, L), each at least 1, got shape (2, 8, 0)"),
+    (dict(u=torch.zeros(2, 8, 37, dtype=torch.int64)),
+     "u must be a real floating-point tensor, got torch.int64"),
     (dict(delta=torch.zeros(2, 8, 36)), "delta must have shape (2, 8, 37) like u, got (2, 8, 36)"),
-    (dict(A=torch.zeros(4, 1)), "A must be real (d, n) = (8, n), got shape (4, 1)"),
-    (dict(A=torch.zeros(8, 1, dtype=torch.complex64)), "got shape (8, 1) complex"),
+    (dict(A=torch.zeros(4, 1)), "A must be (d, n) = (8, n), n at least 1, got shape (4, 1)"),
+    (dict(A=torch.zeros(8, 0)), "A must be (d, n) = (8, n), n at least 1, got shape (8, 0)"),
+    (dict(A=torch.zeros(8, 1, dtype=torch.complex64)),
+     "A must be a real floating-point tensor, got torch.complex64"),
     (dict(B=torch.zeros(2, 3, 1, 37)), "B must be (b, n, L) = (2, 1, 37) or (b, g, n, L) = (2, g, "
                                        "1, 37) with g dividing d = 8, got shape (2, 3, 1, 37)"),
+    (dict(B=torch.zeros(2, 0, 1, 37)), "with g dividing d = 8, got shape (2, 0, 1, 37)"),
     (dict(C=torch.zeros(2, 2, 37)), "C must be (b, n, L) = (2, 1, 37)"),
+    (dict(C=torch.zeros(2, 4, 1, 37, dtype=torch.complex64)),
+     "C must be a real floating-point tensor, got torch.complex64"),
     (dict(D=torch.zeros(4)), "D must have shape (8,) like u, got (4,)"),
     (dict(z=torch.zeros(1, 8, 37)), "z must have shape (2, 8, 37) like u, got (1, 8, 37)"),
     (dict(delta_bias=torch.zeros(8, 1)), "delta_bias must have shape (8,) like u, got (8, 1)"),
@@ -242,11 +312,12 @@ def test_bad_shapes_are_named(override, message):
 
 
 def test_bad_backend_and_chunk_size():
-    with pytest.raises(ValueError, match=r"one of \('auto', 'reference', 'chunked', 'triton'\)"):
+    with pytest.raises(ValueError, match=r"one of \('auto', 'reference', 'chunked', 'triton', "
+                       r"'cpu'\), got 'cuda'"):
         selective_scan(**make_inputs(), backend='cuda')
     with pytest.raises(ValueError, match='chunk_size must be an int >= 2, got 1'):
         selective_scan(**make_inputs(), chunk_size=1)
-    assert BACKENDS == ('auto', 'reference', 'chunked', 'triton')
+    assert BACKENDS == ('auto', 'reference', 'chunked', 'triton', 'cpu')
 
 
 @pytest.mark.slow
@@ -261,7 +332,7 @@ def test_triton_interpreter():
         [sys.executable, '-m', 'pytest', __file__, '-q', '-p', 'no:cacheprovider', '-k', selection],
         env={**os.environ, 'TRITON_INTERPRET': '1'}, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert '16 passed' in result.stdout and 'skipped' not in result.stdout, result.stdout[-3000:]
+    assert '24 passed' in result.stdout and 'skipped' not in result.stdout, result.stdout[-3000:]
 
 
 COMPILE_FOR_SM90 = """

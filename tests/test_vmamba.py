@@ -1,5 +1,7 @@
+import argparse
 import logging
 import math
+import sys
 from pathlib import Path
 
 import pytest
@@ -9,14 +11,17 @@ from mmengine.config import Config
 
 from mmambaout.analysis.models import build_model
 from mmambaout.models.backbones.vmamba import VMamba
-from mmambaout.models.layers.ss2d import SS2D, CrossSelectiveScan, cross_merge, cross_scan
+from mmambaout.models.layers import SS2D, CrossSelectiveScan, VSSBlock, cross_merge, cross_scan
+from test_tools import load_tool
 
 # VMamba v2's published classification configs: depths, stem width, ssm_ratio, d_state
 PUBLISHED = {
     'tiny': ((2, 2, 8, 2), 96, 1.0, 1),
     'tiny_s2l5': ((2, 2, 5, 2), 96, 2.0, 1),
-    'small': ((2, 2, 20, 2), 96, 1.0, 1),
-    'base': ((2, 2, 20, 2), 128, 1.0, 1),
+    'small': ((2, 2, 15, 2), 96, 2.0, 1),
+    'base': ((2, 2, 15, 2), 128, 2.0, 1),
+    'small_s1l20': ((2, 2, 20, 2), 96, 1.0, 1),
+    'base_s1l20': ((2, 2, 20, 2), 128, 1.0, 1),
 }
 CONFIG_DIR = Path(__file__).resolve().parents[1] / 'configs'
 TINY_DIMS = dict(depths=(1, 2, 1, 1), dims=(8, 16, 24, 32), ssm_ratio=2.0, d_state=2)
@@ -110,51 +115,103 @@ def test_cross_merge_inverts_each_direction():
 
 # ---------------------------------------------------------------- SS2D
 
-def scan_reference(u, delta, A, B, C, D):
-    """Plain SSM recurrence for one direction: u, delta (b, d, L); A (d, n); B, C (b, n, L)."""
-    h = u.new_zeros(u.shape[0], u.shape[1], A.shape[1])
-    ys = []
-    for t in range(u.shape[-1]):
-        h = torch.exp(delta[..., t, None] * A) * h + \
-            delta[..., t, None] * B[:, None, :, t] * u[..., t, None]
-        ys.append((h * C[:, None, :, t]).sum(-1) + D * u[..., t])
-    return torch.stack(ys, dim=-1)
+# VMamba v2's SS2D (forward_type='v05_noz'), written from its published code for these tests
+# (MzeroMiko/VMamba: classification/models/vmamba.py SS2Dv2.forwardv2 and forward_corev2,
+# csm_triton.py cross_scan_fwd / cross_merge_fwd, csms6s.py selective_scan_torch), in float64,
+# independently of the package:
+#   in_proj (no bias) → 3×3 depthwise conv (no bias) → SiLU → the four-direction scan →
+#   out_norm (LayerNorm) → out_proj, no z gate ("noz");
+#   direction k reads the pixels in its own order (0: row by row, 1: column by column, 2 and 3:
+#   those reversed) and has its own x_proj_weight[k], dt_projs_weight[k], dt_projs_bias[k] and
+#   channels k·D … (k+1)·D of A_logs and Ds; its outputs go back to the pixels they were read
+#   from, summed over the four directions.
+
+def scan_orders(H, W):
+    """The pixel (index h·W + w) each of VMamba's four directions reads at each step."""
+    rows = torch.tensor([h * W + w for h in range(H) for w in range(W)])
+    columns = torch.tensor([h * W + w for w in range(W) for h in range(H)])
+    return rows, columns, rows.flip(0), columns.flip(0)
 
 
-def ss2d_reference(m: SS2D, x):
-    """SS2D written out direction by direction, from the parameters alone. x: NHWC."""
-    B, H, W, _ = x.shape
-    u = F.linear(x, m.in_proj.weight).permute(0, 3, 1, 2)
-    d = u.shape[1]
-    u = F.silu(F.conv2d(u, m.conv2d.weight, padding=1, groups=d))
-    rows, cols = u.flatten(2), u.transpose(2, 3).flatten(2)
-    y = 0
-    for k, seq in enumerate((rows, cols, rows.flip(-1), cols.flip(-1))):
-        proj = torch.einsum('cd,bdl->bcl', m.x_proj_weight[k], seq)
-        dt, Bk, Ck = proj.split((m.dt_rank, m.d_state, m.d_state), dim=1)
-        delta = F.softplus(torch.einsum('dr,brl->bdl', m.dt_projs_weight[k], dt)
-                           + m.dt_projs_bias[k][:, None])
-        channels = slice(k * d, (k + 1) * d)
-        out = scan_reference(seq, delta, -m.A_logs[channels].exp(), Bk, Ck, m.Ds[channels])
-        if k >= 2:
-            out = out.flip(-1)
-        if k % 2:
-            out = out.view(B, d, W, H).transpose(2, 3).reshape(B, d, H * W)
-        y = y + out
-    y = F.layer_norm(y.transpose(1, 2), (d, ), m.out_norm.weight, m.out_norm.bias, 1e-5)
-    return F.linear(y, m.out_proj.weight).view(B, H, W, -1)
+def vmamba_v2_core(p, x):
+    """Scan, merge and out_norm: x (b, D, H, W) → (b, H, W, D); p: parameters by name."""
+    b, D, H, W = x.shape
+    rank, N = p['dt_projs_weight'].shape[-1], p['A_logs'].shape[-1]
+    pixels = x.flatten(2)
+    merged = torch.zeros_like(pixels)
+    for k, order in enumerate(scan_orders(H, W)):
+        seq = pixels[..., order]  # (b, D, L)
+        dt, Bk, Ck = torch.einsum('cd,bdl->bcl', p['x_proj_weight'][k], seq).split((rank, N, N), 1)
+        delta = F.softplus(torch.einsum('dr,brl->bdl', p['dt_projs_weight'][k], dt)
+                           + p['dt_projs_bias'][k][:, None])
+        A, Dk = -p['A_logs'][k * D:(k + 1) * D].exp(), p['Ds'][k * D:(k + 1) * D]
+        h, ys = seq.new_zeros(b, D, N), []
+        for t in range(H * W):
+            drive = (delta[..., t] * seq[..., t])[..., None] * Bk[:, None, :, t]
+            h = torch.exp(delta[..., t, None] * A) * h + drive
+            ys.append((h * Ck[:, None, :, t]).sum(-1) + Dk * seq[..., t])
+        merged = merged.index_add(2, order, torch.stack(ys, -1))  # step t → pixel order[t]
+    y = merged.view(b, D, H, W).permute(0, 2, 3, 1)
+    return F.layer_norm(y, (D, ), p['out_norm.weight'], p['out_norm.bias'], 1e-5)
+
+
+def vmamba_v2_ss2d(p, x):
+    """SS2D: x (b, H, W, C) → (b, H, W, C)."""
+    u = F.linear(x, p['in_proj.weight']).permute(0, 3, 1, 2)
+    u = F.silu(F.conv2d(u, p['conv2d.weight'], padding=1, groups=u.shape[1]))
+    return F.linear(vmamba_v2_core(p, u), p['out_proj.weight'])
+
+
+def vmamba_v2_vss_block(p, x):
+    """VSSBlock._forward without drop path: x + SS2D(norm(x)), then x + MLP(norm2(x))."""
+    C = x.shape[-1]
+    op = {k[len('op.'):]: v for k, v in p.items() if k.startswith('op.')}
+    x = x + vmamba_v2_ss2d(op, F.layer_norm(x, (C, ), p['norm.weight'], p['norm.bias'], 1e-5))
+    h = F.layer_norm(x, (C, ), p['norm2.weight'], p['norm2.bias'], 1e-5)
+    h = F.gelu(F.linear(h, p['mlp.fc1.weight'], p['mlp.fc1.bias']))
+    return x + F.linear(h, p['mlp.fc2.weight'], p['mlp.fc2.bias'])
+
+
+def perturb(module):
+    """Move every parameter off its (often symmetric) initial value."""
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    return module
+
+
+def assert_matches_oracle(module, x, oracle):
+    """module(x) and its gradients (input and every parameter) against ``oracle(parameters,
+    x)`` in float64."""
+    params = {name: p.detach().double().requires_grad_() for name, p in module.named_parameters()}
+    x64 = x.double().requires_grad_()
+    expected = oracle(params, x64)
+    x = x.clone().requires_grad_()
+    actual = module(x)
+    torch.testing.assert_close(actual, expected.float(), rtol=1e-4, atol=1e-5)
+    weights = torch.randn_like(expected)
+    (expected * weights).sum().backward()
+    (actual * weights.float()).sum().backward()
+    pairs = [('input', x.grad, x64.grad)]
+    pairs += [(name, p.grad, params[name].grad) for name, p in module.named_parameters()]
+    for name, grad, expected_grad in pairs:
+        scale = expected_grad.abs().max().item()
+        torch.testing.assert_close(grad, expected_grad.float(), rtol=1e-4, atol=1e-4 * scale,
+                                   msg=lambda message: f'{name}: {message}')
 
 
 @pytest.mark.parametrize('backend', ['reference', 'chunked'])
-def test_ss2d_equals_direction_by_direction_reference(backend):
+def test_ss2d_equals_vmamba_v2(backend):
     torch.manual_seed(0)
-    m = SS2D(20, ssm_ratio=1.5, d_state=2, scan_backend=backend)  # dt_rank 2, d_inner 30
-    with torch.no_grad():  # move every parameter off its symmetric initial value
-        for p in m.parameters():
-            p.add_(0.1 * torch.randn_like(p))
-    x = torch.randn(2, 3, 4, 20)  # H != W
-    with torch.no_grad():
-        torch.testing.assert_close(m(x), ss2d_reference(m, x), rtol=1e-4, atol=1e-5)
+    m = perturb(SS2D(20, ssm_ratio=1.5, d_state=2, scan_backend=backend))  # dt_rank 2, D 30
+    assert_matches_oracle(m, torch.randn(2, 3, 4, 20), vmamba_v2_ss2d)  # H != W
+
+
+@pytest.mark.parametrize('backend', ['reference', 'chunked'])
+def test_vss_block_equals_vmamba_v2(backend):
+    torch.manual_seed(0)
+    block = perturb(VSSBlock(16, ssm_ratio=2.0, d_state=1, scan_backend=backend))
+    assert_matches_oracle(block, torch.randn(1, 4, 3, 16), vmamba_v2_vss_block)
 
 
 def test_ss2d_parameters_are_vmambas():
@@ -273,6 +330,32 @@ def test_official_checkpoint_loads_value_for_value(tmp_path, log_text, wrapping)
     assert 'MISSING' not in text and 'UNUSED' not in text
 
 
+def test_convert_tool(tmp_path, monkeypatch):
+    """tools/convert_checkpoint.py --backbone VMamba, value for value by the mapping above; a
+    training checkpoint that holds a config object (as VMamba's do) needs --trust-pickle."""
+    torch.manual_seed(0)
+    official = official_state((1, 2, 1, 1), 16, 2.0, 1)
+    src, dst = tmp_path / 'vssm.pth', tmp_path / 'ours.pth'
+    torch.save({'model': {**official, **classifier_state(128)}, 'epoch': 264,
+                'config': argparse.Namespace(MODEL='vssm')}, src)
+    convert = load_tool('tools/convert_checkpoint.py').main
+    argv = ['convert_checkpoint.py', str(src), str(dst), '--backbone', 'VMamba']
+    monkeypatch.setattr(sys, 'argv', argv)
+    with pytest.raises(RuntimeError, match=r'argparse\.Namespace.*--trust-pickle'):
+        convert()
+    assert not dst.exists()
+    monkeypatch.setattr(sys, 'argv', argv + ['--trust-pickle'])
+    convert()
+    converted = torch.load(dst, weights_only=True)
+    assert converted.keys() == {official_to_ours(k) for k in official}
+    for key, value in official.items():
+        assert torch.equal(converted[official_to_ours(key)], value), key
+    model = VMamba(dict(depths=(1, 2, 1, 1), dims=(16, 32, 64, 128), ssm_ratio=2.0, d_state=1))
+    missing, unused = model.load_state_dict(converted, strict=False)
+    assert unused == [] and set(missing) == {f'norm{i}.{p}' for i in range(4)
+                                             for p in ('weight', 'bias')}
+
+
 def test_checkpoint_of_other_arch_names_key_and_shapes(tmp_path):
     path = tmp_path / 'ratio2.pth'
     torch.save({'model': official_state((1, 2, 1, 1), 8, 2.0, 2)}, path)
@@ -348,7 +431,7 @@ def test_detection_configs_follow_vmambas_recipe():
         assert (warmup.type, warmup.by_epoch, warmup.end) == ('LinearLR', False, 1000)
         assert (steps.milestones, cfg.train_cfg.max_epochs) == ([8, 11], 12)
     assert {size: c.model.backbone.drop_path_rate for size, c in cfgs.items()} == dict(
-        tiny=0.2, small=0.3, base=0.5)
+        tiny=0.2, small=0.3, base=0.6)
 
 
 def test_segmentation_configs_follow_vmambas_recipe():
@@ -369,7 +452,7 @@ def test_segmentation_configs_follow_vmambas_recipe():
         assert cfg.train_cfg.max_iters == 160000
         assert cfg.crop_size == cfg.model.data_preprocessor.size == (512, 512)
     assert {size: c.model.backbone.drop_path_rate for size, c in cfgs.items()} == dict(
-        tiny=0.2, small=0.3, base=0.5)
+        tiny=0.2, small=0.3, base=0.6)
 
 
 @pytest.mark.parametrize('name,published', [('mask_rcnn_vmamba_tiny_coco.py', 50e6),

@@ -37,20 +37,25 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('task', choices=sorted(DEMOS))
     parser.add_argument('--work-dir', help='outputs go here (default work_dirs/demo_TASK)')
+    parser.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE',
+                        help='passed on to tools/train.py and tools/test.py')
     args = parser.parse_args()
     config, ensure_toy_set, data_root, pictures = DEMOS[args.task]
     work_dir = Path(args.work_dir or f'work_dirs/demo_{args.task}').resolve()
+    options = ['--cfg-options', *args.cfg_options] if args.cfg_options else []
 
     ensure_toy_set(REPO / data_root)
-    run('tools/train.py', config, '--work-dir', str(work_dir))
+    run('tools/train.py', config, '--work-dir', str(work_dir), *options)
+    train_log = newest(work_dir, '*/*.log')  # mmengine: WORK_DIR/<timestamp>/<timestamp>.log
     checkpoint = (work_dir / 'last_checkpoint').read_text().strip()  # written by mmengine
     # tested in its own work dir: the checkpoint is then trusted to unpickle (torch >= 2.6)
     run('tools/test.py', config, checkpoint, '--work-dir', str(work_dir),
-        '--show-dir', 'predictions')
+        '--show-dir', 'predictions', *options)
 
     metrics_file = newest(work_dir, '*/*.json')
     metrics = json.loads(metrics_file.read_text())
-    print(f'\nLogs:          {work_dir}/<timestamp>/<timestamp>.log (training, then test)\n'
+    print(f'\nLogs:          {train_log} (training)\n'
+          f'               {newest(work_dir, "*/*.log")} (test)\n'
           f'Checkpoint:    {checkpoint}\n'
           f'Test metrics:  {metrics_file}\n'
           f'               {metrics}\n'

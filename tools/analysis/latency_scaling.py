@@ -10,8 +10,7 @@ over all inputs: 1 is linear, 2 quadratic. The ViT-S/16 reference crosses the pa
 threshold L = 6·D = 2304 tokens at 2304·16² pixels (768×768). Batch 1, inference mode; per
 model and size, the first (warm-up) call measures peak memory, then --repeats calls are timed
 in turn with the other models' and the median is kept (--clock cpu: process CPU time, for a
-CPU shared with other jobs). A preset that the installed package cannot build (e.g. an
-unknown ``token_mixer``) is skipped with a note.
+CPU shared with other jobs). A backbone that does not build stops the run with its name.
 
 --out PREFIX writes PREFIX.csv and PREFIX.png (log-log, with the fits).
 """
@@ -73,13 +72,14 @@ def input_shapes(sizes, aspects):
 
 
 def build_backbones(backbone_cfgs, device):
-    """{label: backbone in eval mode}; configs the installed package refuses are skipped."""
+    """{label: backbone in eval mode}; a config that does not build stops the run, named (a
+    table without it would read as complete)."""
     backbones = {}
     for label, cfg in backbone_cfgs:
         try:
             backbones[label] = MMDET_MODELS.build(dict(cfg)).to(device).eval()
-        except (TypeError, ValueError, KeyError) as error:
-            print(f'Skipping {label}: {error}')
+        except Exception as error:
+            raise RuntimeError(f'Cannot build {label} from {cfg}: {error}') from error
     return backbones
 
 
