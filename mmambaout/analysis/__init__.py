@@ -5,5 +5,6 @@ One concept per module: ``long_sequence`` (token counts against the paper's 6·D
 quadratic reference), ``measure`` (latency and peak memory), ``scaling`` (fitted exponents),
 ``models`` (building configs' models and their inputs for measurement), ``paper_results``
 (the paper's published numbers), ``work_dirs`` (metrics of finished runs), ``report`` (Markdown
-tables and CSV files).
+tables and CSV files), ``receptive_field`` (how far a network without a global path sees),
+``longrange`` (the long-range toy's accuracy-against-distance sweep).
 """

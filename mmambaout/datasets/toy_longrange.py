@@ -1,27 +1,39 @@
-"""A toy segmentation set whose labels depend on evidence far away: a test of global mixing.
+"""A toy segmentation set whose labels depend on evidence a set distance away.
 
-Each 256x256 image has a small coloured square, the *marker*, near one edge and a *target*
-region, a smooth random blob, near the opposite edge. The target's texture and colour are the
-same for every class; its label is the class named by the marker's colour. So a pixel of the
-target cannot be labelled from its neighbourhood, only by looking at least ``MIN_DISTANCE``
-pixels away: a stack of local (e.g. 7x7) convolutions with a smaller receptive field is at
-chance, a model that mixes information globally can be exact.
+Each image is a strip ``STRIP_HEIGHT`` (32) px tall and ``width`` px wide on a cluttered
+background. It holds a small coloured square, the *marker*, and a *target*, a grey striped blob
+``TARGET_WIDTH`` (16) columns wide. The target looks the same for every class; its label is the
+class named by the marker's colour. Between the marker's last column and the target's first
+there are exactly ``distance`` columns (the target's nearest pixel is ``distance`` px from the
+marker in the Chebyshev metric, which is what a square receptive field reaches; its farthest
+``distance + 15``). The distance is the set's controlled variable: everything else is drawn
+the same way at every distance. The marker's place along the strip is random and half the
+images are mirrored, so the marker is left or right of the target.
 
-Distance guarantee: every target pixel is at least ``MIN_DISTANCE`` (128) pixels from every
-marker pixel. An image is drawn with the marker 4-20 px from its left edge and the target clipped
-to the columns from the marker's last column + ``MIN_DISTANCE`` on, then turned by a random
-multiple of 90 degrees (so the marker may be at any edge).
+What it can show: a pixel of the target can only be labelled from information carried over
+``distance`` px. A model without a global path (no pooling, no attention, no SSM) whose
+receptive field does not reach that far is at chance (33 %) by construction; one that reaches
+may or may not learn to use its reach within a schedule (its *effective* receptive field is
+smaller than its theoretical one); a global mixer can be exact at any distance. Accuracy against
+distance thus measures how far a model carries evidence at the strip's resolution. What it
+cannot show: anything about real images, whose long-range dependencies are rarely a single
+colour cue; and a model with a global path elsewhere (UperNet's pooling, deep low-resolution
+stages) can solve it without any long-range mixing at high resolution.
 
 Layout, ADE20K's (mmseg's ``BaseSegDataset`` with ``metainfo=dict(classes=TOY_LONGRANGE_CLASSES)``,
 ``reduce_zero_label=True``, ``img_suffix='.jpg'`` and ``seg_map_suffix='.png'`` reads it)::
 
     ROOT/images/{training,validation}/000001.jpg
     ROOT/annotations/{training,validation}/000001.png
-    ROOT/meta.json    (per image: its class and marker box [x0, y0, x1, y1), end exclusive)
+    ROOT/meta.json    (distance, width; per image: its class and marker box [x0, y0, x1, y1))
 
 Labels: 0 is "other" (the background and the marker: ignored after ``reduce_zero_label``) and k in
 1..K the target of class ``TOY_LONGRANGE_CLASSES[k - 1]``.
 """
+import functools
+import json
+from pathlib import Path
+
 import numpy as np
 
 from ._render import (blob_mask, cluttered_background, ensure_generated, image_rng, make_seg_set,
@@ -29,45 +41,79 @@ from ._render import (blob_mask, cluttered_background, ensure_generated, image_r
 
 TOY_LONGRANGE_CLASSES = ('red', 'green', 'blue')
 MARKER_RGB = np.array([(0.9, 0.15, 0.15), (0.15, 0.8, 0.2), (0.2, 0.3, 0.95)], np.float32)
-IMAGE_SIZE = 256
+STRIP_HEIGHT = 32
 MARKER_SIZE = 16
-MIN_DISTANCE = 128
+TARGET_WIDTH = 16
+MARGIN = 4  # px between the marker or target and the strip's ends
+DISTANCE, WIDTH = 128, 320  # defaults
 
 
-def render_sample(seed: int, split: str, index: int):
+def max_distance(width: int) -> int:
+    """The largest distance a strip ``width`` px wide holds."""
+    return width - 2 * MARGIN - MARKER_SIZE - TARGET_WIDTH + 1
+
+
+def check_geometry(distance: int, width: int) -> None:
+    if not 1 <= distance <= max_distance(width):
+        raise ValueError(f'distance {distance} does not fit a strip {width} px wide (1 to '
+                         f'{max_distance(width)}): pass a width of at least '
+                         f'{distance + width - max_distance(width)}.')
+
+
+def render_sample(seed: int, split: str, index: int, distance: int = DISTANCE,
+                  width: int = WIDTH):
     """Image ``index`` of ``split`` as (HxWx3 float image, HxW labels, record)."""
     rng = image_rng(seed, split, index)
-    shape = IMAGE_SIZE, IMAGE_SIZE
+    shape = STRIP_HEIGHT, width
     canvas = cluttered_background(rng, shape)
     class_index = int(rng.integers(len(TOY_LONGRANGE_CLASSES)))
 
     marker = np.zeros(shape, bool)
-    x0, y0 = rng.integers(4, 21), rng.integers(16, IMAGE_SIZE - 16 - MARKER_SIZE)
+    x0 = int(rng.integers(MARGIN, max_distance(width) - distance + MARGIN + 1))
+    y0 = int(rng.integers(2, STRIP_HEIGHT - MARKER_SIZE - 1))
     marker[y0:y0 + MARKER_SIZE, x0:x0 + MARKER_SIZE] = True
     canvas[marker] = MARKER_RGB[class_index]
 
-    first_column = x0 + MARKER_SIZE - 1 + MIN_DISTANCE
-    radius = rng.uniform(20, 32)
-    center = (rng.uniform(radius, IMAGE_SIZE - radius),
-              rng.uniform(first_column + radius, IMAGE_SIZE - radius))
-    target = blob_mask(rng, shape, center, radius) & (pixel_grid(shape)[1] >= first_column)
+    # A blob at least 8.4 px in radius (wobble 0.1) around the band's middle column fills the
+    # band's width on its centre row: the target's first column is never empty.
+    first_column = x0 + MARKER_SIZE - 1 + distance
+    center = (rng.uniform(8, STRIP_HEIGHT - 8), first_column + (TARGET_WIDTH - 1) / 2)
+    columns = pixel_grid(shape)[1]
+    target = (blob_mask(rng, shape, center, rng.uniform(12, 16), wobble=0.1)
+              & (columns >= first_column) & (columns < first_column + TARGET_WIDTH))
     grey = np.full(3, rng.uniform(0.6, 0.75), np.float32)  # the same neutral look for every class
     paint(canvas, target, grey, stripes(shape, 6, np.pi / 4, rng.uniform(0, 2 * np.pi)), 0.3)
 
     labels = np.where(target, class_index + 1, 0)
-    turns = int(rng.integers(4))
-    canvas, labels, marker = (np.rot90(a, turns) for a in (canvas, labels, marker))
+    if rng.integers(2):
+        canvas, labels, marker = (np.fliplr(a) for a in (canvas, labels, marker))
     ys, xs = np.nonzero(marker)
     box = [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]
     return canvas, labels, dict(label=class_index + 1, marker_box=box)
 
 
-def make_toy_longrange(out_dir, num_train: int = 200, num_val: int = 50, seed: int = 0):
+def make_toy_longrange(out_dir, num_train: int = 200, num_val: int = 50, seed: int = 0,
+                       distance: int = DISTANCE, width: int = WIDTH):
     """Write the set under ``out_dir``; returns its image and annotation folders and meta file."""
-    return make_seg_set(out_dir, render_sample, seed, num_train, num_val, stem='{index:06d}',
-                        classes=TOY_LONGRANGE_CLASSES, min_distance=MIN_DISTANCE)
+    check_geometry(distance, width)
+    render = functools.partial(render_sample, distance=distance, width=width)
+    return make_seg_set(out_dir, render, seed, num_train, num_val, stem='{index:06d}',
+                        classes=TOY_LONGRANGE_CLASSES, distance=distance, width=width,
+                        height=STRIP_HEIGHT)
 
 
-def ensure_toy_longrange(root, **kwargs):
-    """Generate the set under ``root`` unless its ``meta.json`` exists."""
-    return ensure_generated(root, 'meta.json', make_toy_longrange, **kwargs)
+def ensure_toy_longrange(root, num_train: int = 200, num_val: int = 50, seed: int = 0,
+                         distance: int = DISTANCE, width: int = WIDTH) -> Path:
+    """Generate the set under ``root`` unless its ``meta.json`` exists; a set there drawn with
+    other settings is refused."""
+    root = ensure_generated(root, 'meta.json', make_toy_longrange, num_train=num_train,
+                            num_val=num_val, seed=seed, distance=distance, width=width)
+    wanted = dict(seed=seed, distance=distance, width=width, training=num_train,
+                  validation=num_val)
+    meta = json.loads((root / 'meta.json').read_text())
+    found = {key: len(meta[key]) if key in ('training', 'validation') else meta.get(key)
+             for key in wanted}
+    if found != wanted:
+        raise ValueError(f'{root} holds a long-range set drawn with {found}, not {wanted}: '
+                         'delete the folder or choose another one.')
+    return root
