@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -380,6 +381,26 @@ def test_benchmark_scan_cli():
     result = subprocess.run([sys.executable, 'tools/analysis/benchmark_scan.py',
                              '--reference-repeats', '0'], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 2 and '--reference-repeats must be from 1' in result.stderr
+
+
+def test_benchmark_backbone_cli_bf16_forward_and_backward():
+    """Both passes are timed and reported, and the GPU check's report reads each; with one
+    repeat each ratio is ours / timm of the printed times."""
+    out = run_tool('tools/analysis/benchmark_backbone.py', '--arch', 'femto', '--shape', 64, 96,
+                   '--repeats', 1, '--dtype', 'bf16', '--backward')
+    assert ', bf16, ' in out
+    sys.path.insert(0, str(REPO / 'tools'))
+    try:
+        import gpu_report
+    finally:
+        sys.path.pop(0)
+    with tempfile.TemporaryDirectory() as folder:
+        (Path(folder) / 'benchmark_backbone.log').write_text(out)
+        figures = gpu_report.backbone_benchmark(Path(folder))
+    for title in ('forward', 'forward+backward'):
+        ours, timm = figures[f'backbone ours {title} ms'], figures[f'backbone timm {title} ms']
+        assert figures[f'backbone ours/timm {title}'] == pytest.approx(ours / timm, rel=0.05)
+    assert figures['backbone ours forward+backward ms'] > figures['backbone ours forward ms']
 
 
 def assert_ratios_are_the_printed_times(out):

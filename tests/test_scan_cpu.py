@@ -101,10 +101,10 @@ def kernel_not_built(monkeypatch):
     monkeypatch.delitem(sys.modules, 'mmambaout.ops.cpu_scan')
     for name in ('cpu_scan', '_selective_scan_cpu'):  # else `from . import` finds them there
         monkeypatch.delattr(mmambaout.ops, name)
-    for cached in (dispatcher._import_cpu_kernel, dispatcher._warn_once):
+    for cached in (dispatcher._import_backend, dispatcher._warn_once):
         cached.cache_clear()
     yield
-    for cached in (dispatcher._import_cpu_kernel, dispatcher._warn_once):
+    for cached in (dispatcher._import_backend, dispatcher._warn_once):
         cached.cache_clear()
 
 
@@ -120,6 +120,20 @@ def test_auto_without_the_kernel_warns_and_runs_chunked(kernel_not_built):
     with pytest.warns(UserWarning, match='CPU tensors take the slower chunked backend'):
         out = selective_scan(**inputs)
     torch.testing.assert_close(out, selective_scan(**inputs, backend='chunked'), rtol=0, atol=0)
+
+
+def test_triton_too_old_is_refused_by_name(monkeypatch):
+    triton = pytest.importorskip('triton')
+    monkeypatch.delattr(triton, 'knobs')  # as Triton < 3.4, whose kernels would fail at run time
+    monkeypatch.delitem(sys.modules, 'mmambaout.ops.triton_scan', raising=False)
+    monkeypatch.delattr(mmambaout.ops, 'triton_scan', raising=False)
+    dispatcher._import_backend.cache_clear()
+    try:
+        with pytest.raises(ValueError, match=r"backend='triton' needs triton >= 3.4, which failed "
+                                             r'to import \(triton .* is too old'):
+            selective_scan(**make_inputs(), backend='triton')
+    finally:
+        dispatcher._import_backend.cache_clear()
 
 
 def test_cpu_refuses_other_devices():

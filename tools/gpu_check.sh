@@ -9,7 +9,7 @@
 #      (default python3), from the wheelhouse alone; mmcv built for the visible GPUs on all cores;
 #   2. pytest -m gpu (OUT_DIR/gpu_tests.xml keeps the figures the tests record);
 #   3. tools/analysis/benchmark_scan.py at VMamba-T stage 1 (b 2, d 384, L 64000, n 1, 4 groups)
-#      and tools/analysis/benchmark_backbone.py (MambaOut-T, ours vs timm, batch 2 at 800x1280);
+#      and tools/analysis/benchmark_backbone.py (MambaOut-T, ours vs timm, batch 2 at 800x1280, bf16, fwd and fwd+bwd);
 #   4. OUT_DIR/report.md and OUT_DIR/report.json (tools/gpu_report.py), each step's log beside them.
 # Without a CUDA GPU it says so: the GPU tests skip and the benchmarks do not run.
 # VENV=DIR uses (and completes) that venv instead, e.g. VENV=.venv after `make install`.
@@ -63,7 +63,7 @@ step gpu_tests "$py" -m pytest tests -m gpu -rs -p no:cacheprovider --junitxml="
 if [ "$gpu" = 1 ]; then
     step benchmark_scan "$py" tools/analysis/benchmark_scan.py --device cuda --repeats 20
     step benchmark_backbone "$py" tools/analysis/benchmark_backbone.py --arch tiny --batch 2 \
-        --shape 800 1280 --device cuda --repeats 20
+        --shape 800 1280 --device cuda --dtype bf16 --backward --repeats 20
 else
     skip benchmark_scan 'no CUDA GPU'
     skip benchmark_backbone 'no CUDA GPU'

@@ -1,5 +1,6 @@
 """``selective_scan``: mamba-ssm's ``selective_scan_fn``, one function over several backends."""
 import functools
+import importlib
 import math
 import warnings
 from types import ModuleType
@@ -129,10 +130,15 @@ def _kernel(backend: str, u: Tensor) -> Optional[ModuleType]:
         return _cpu_kernel(backend, u)
     if backend == 'chunked' or (backend == 'auto' and not u.is_cuda):
         return chunked
-    triton_kernel = _triton_kernel()
-    if triton_kernel is None and backend == 'triton':
-        raise ValueError("selective_scan: backend='triton' needs triton, which failed to import")
-    return triton_kernel or chunked
+    kernel = _import_backend('triton_scan')
+    if not isinstance(kernel, ImportError):
+        return kernel
+    if backend == 'triton':
+        raise ValueError(f"selective_scan: backend='triton' needs triton >= 3.4, which failed to "
+                         f'import ({kernel})')
+    _warn_once(f'selective_scan: triton failed to import ({kernel}), so CUDA tensors take the '
+               'slower chunked backend; install triton >= 3.4 (torch >= 2.8 brings it)')
+    return chunked
 
 
 def _cpu_kernel(backend: str, u: Tensor) -> ModuleType:
@@ -140,7 +146,7 @@ def _cpu_kernel(backend: str, u: Tensor) -> ModuleType:
     if u.device.type != 'cpu':
         raise ValueError(f"selective_scan: backend='cpu' needs CPU tensors, got {u.device}; "
                          "use 'auto', 'chunked' or 'triton'")
-    kernel = _import_cpu_kernel()
+    kernel = _import_backend('cpu_scan')
     if not isinstance(kernel, ImportError):
         return kernel
     if backend == 'cpu':
@@ -152,26 +158,17 @@ def _cpu_kernel(backend: str, u: Tensor) -> ModuleType:
 
 
 @functools.lru_cache(maxsize=None)
-def _import_cpu_kernel() -> Union[ModuleType, ImportError]:
+def _import_backend(name: str) -> Union[ModuleType, ImportError]:
+    """The backend module ``mmambaout.ops.<name>``, or why it failed to import."""
     try:
-        from . import cpu_scan
+        return importlib.import_module(f'.{name}', __package__)
     except ImportError as error:
         return error
-    return cpu_scan
 
 
 @functools.lru_cache(maxsize=None)
 def _warn_once(message: str) -> None:
     warnings.warn(message, stacklevel=5)
-
-
-@functools.lru_cache(maxsize=None)
-def _triton_kernel() -> Optional[ModuleType]:
-    try:
-        from . import triton_scan
-    except ImportError:
-        return None
-    return triton_scan
 
 
 def _check_shapes(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor],

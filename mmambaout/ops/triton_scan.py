@@ -19,6 +19,10 @@ import torch
 import triton
 import triton.language as tl
 
+if not hasattr(triton, 'knobs'):  # the kernels read triton.knobs (Triton >= 3.4)
+    raise ImportError(f'triton {triton.__version__} is too old for the triton backend: it needs '
+                      'triton >= 3.4 (torch >= 2.8 brings it)')
+
 Tensor = torch.Tensor
 
 

@@ -1,13 +1,16 @@
-"""Forward latency and peak memory of our MambaOut against timm's, on the same weights and input.
+"""Latency and peak memory of our MambaOut against timm's, on the same weights and input.
 
-    python tools/analysis/benchmark_backbone.py --arch tiny --shape 800 1280
+    python tools/analysis/benchmark_backbone.py --arch tiny --shape 800 1280 [--dtype bf16] [--backward]
 
 Runs are interleaved (ours, timm, ours, ...) so that machine noise hits both alike; the figure is
 the median ratio ours/timm (below 1.0: ours is faster). Ours returns the four normed NCHW
 features a detector consumes; timm's side is ``forward_intermediates`` (the same four stages,
-without output norms), so ours does slightly more work.
+without output norms), so ours does slightly more work. ``--dtype bf16`` runs both under
+autocast; ``--backward`` also times forward+backward (the gradient of the outputs' sum), as
+training does.
 """
 import argparse
+import contextlib
 import statistics
 from functools import partial
 
@@ -17,6 +20,8 @@ import torch
 from mmambaout.analysis.measure import interleaved_times, peak_memory_mib
 from mmambaout.models.backbones.mambaout import MambaOut, convert_mambaout_checkpoint
 
+DTYPES = {'fp32': None, 'bf16': torch.bfloat16}
+
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -25,6 +30,10 @@ def parse_args():
     parser.add_argument('--batch', type=int, default=1)
     parser.add_argument('--repeats', type=int, default=10)
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--dtype', default='fp32', choices=sorted(DTYPES),
+                        help='bf16: both models under torch.autocast')
+    parser.add_argument('--backward', action='store_true',
+                        help='also time forward+backward')
     return parser.parse_args()
 
 
@@ -52,25 +61,48 @@ def check_same_maths(ours, models, device):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
 
 
+def measure(runs, device, repeats):
+    """Interleaved times and peak memory of each run, after one warm-up call each."""
+    for run in runs.values():
+        run()
+    times = interleaved_times(runs, device, repeats)
+    return times, {name: peak_memory_mib(run, device) for name, run in runs.items()}
+
+
+def print_table(title, times, memory):
+    print(f'\n{title}\n| model | median ms | peak memory MiB |\n|---|---|---|')
+    for name in times:
+        print(f'| {name} | {1000 * statistics.median(times[name]):.1f} | {memory[name]:.0f} |')
+    ratios = [o / t for o, t in zip(times['ours'], times['timm'])]
+    suffix = '' if title == 'forward' else f' ({title})'
+    print(f'median ratio ours/timm{suffix}: {statistics.median(ratios):.3f}')
+
+
 def main():
     args = parse_args()
     shape = (args.batch, 3, *args.shape)
     ours, models = build_pair(args.arch, args.device)
     check_same_maths(ours, models, args.device)
     x = torch.randn(*shape, device=args.device)
-    runs = {name: partial(fn, x) for name, fn in models.items()}
-    with torch.inference_mode():
-        for run in runs.values():  # warm-up
-            run()
-        times = interleaved_times(runs, x.device, args.repeats)
-        memory = {name: peak_memory_mib(run, x.device) for name, run in runs.items()}
-    ratios = [o / t for o, t in zip(times['ours'], times['timm'])]
-    print(f'\nMambaOut-{args.arch}, input {shape}, {args.device}, torch {torch.__version__}, '
-          f'{torch.get_num_threads()} threads, {args.repeats} interleaved runs')
-    print('| model | median ms | peak memory MiB |\n|---|---|---|')
-    for name in models:
-        print(f'| {name} | {1000 * statistics.median(times[name]):.1f} | {memory[name]:.0f} |')
-    print(f'median ratio ours/timm: {statistics.median(ratios):.3f}')
+    device = x.device
+    dtype = DTYPES[args.dtype]
+    autocast = (partial(torch.autocast, device.type, dtype) if dtype else contextlib.nullcontext)
+
+    def forward(model):
+        with torch.inference_mode(), autocast():
+            model(x)
+
+    def forward_backward(model):
+        with autocast():
+            outs = model(x)
+        sum(out.float().sum() for out in outs).backward()
+
+    print(f'\nMambaOut-{args.arch}, input {shape}, {args.device}, {args.dtype}, torch '
+          f'{torch.__version__}, {torch.get_num_threads()} threads, {args.repeats} interleaved runs')
+    passes = {'forward': forward, **({'forward+backward': forward_backward} if args.backward else {})}
+    for title, step in passes.items():
+        runs = {name: partial(step, model) for name, model in models.items()}
+        print_table(title, *measure(runs, device, args.repeats))
 
 
 if __name__ == '__main__':
