@@ -2,6 +2,7 @@
 Runner, writes the CSV files and the figure, and a second run trains only what is missing."""
 import csv
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -37,8 +38,8 @@ def cells(rows):
 @pytest.mark.slow
 def test_quick_sweep_writes_every_cell_and_resumes(tmp_path):
     out = tmp_path / 'sweep'
-    stdout = sweep(out)
-    assert '8 cells: 0 done' in stdout
+    stdout = sweep(out, '--jobs', '2')  # two cells at a time, each in a process of its own
+    assert '8 cells: 0 done' in stdout and '2 at a time' in stdout
     results = read(out / 'results.csv')
     assert len(results) == len(EXPECTED_CELLS) and cells(results) == EXPECTED_CELLS
     for row in results:
@@ -58,6 +59,8 @@ def test_quick_sweep_writes_every_cell_and_resumes(tmp_path):
         writer.writeheader()
         writer.writerows(results)
     stdout = sweep(out)
-    assert '8 cells: 7 done' in stdout and stdout.count('training ...') == 1
-    assert f"distance {lost['distance']}, seed 0: training" in stdout
+    trained = re.findall(r'^\[\d+/\d+\] (\w+) (.+), distance (\d+), seed (\d+): ', stdout,
+                         re.MULTILINE)
+    assert '8 cells: 7 done' in stdout
+    assert trained == [(lost['setting'], lost['model'], lost['distance'], lost['seed'])]
     assert cells(read(out / 'results.csv')) == EXPECTED_CELLS

@@ -17,15 +17,18 @@ the token mixer; every cell shares the data, the schedule and the recipe (:class
 A sweep lives in one folder: ``recipe.json``, ``data/d<distance>/`` (one set per distance),
 ``runs/<cell>/`` (mmengine work dirs), ``results.csv`` (a row per finished cell, written as
 it finishes), ``curves.csv`` (training loss and accuracy, validation accuracy per iteration)
-and ``longrange.png``. Run again, it skips the cells in ``results.csv``.
+and ``longrange.png``. Run again, it skips the cells in ``results.csv``. ``jobs`` trains that
+many cells at once, each in a process of its own.
 """
 import copy
 import csv
 import functools
 import json
+import multiprocessing
 import shutil
 import statistics
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Sequence, Tuple
@@ -201,32 +204,51 @@ def local_reach(config_dir: Path, width: int) -> Tuple[Window, Tuple[int, int]]:
 Rows = List[dict]
 
 
+def trained_cells(tasks: Sequence[Tuple[Cell, tuple]], jobs: int):
+    """``(cell, result, curve)`` of each ``(cell, train_cell arguments)`` as it finishes: in this
+    process, or in ``jobs`` processes of their own sharing this one's threads."""
+    if jobs == 1:
+        for cell, arguments in tasks:
+            yield (cell, *train_cell(*arguments))
+        return
+    threads = max(1, torch.get_num_threads() // jobs)
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context('spawn'),
+                             initializer=torch.set_num_threads, initargs=(threads, )) as pool:
+        futures = {pool.submit(train_cell, *arguments): cell for cell, arguments in tasks}
+        for future in as_completed(futures):
+            yield (futures[future], *future.result())
+
+
 def run_sweep(out: Path, config_dir: Path, cells: Sequence[Cell], recipe: Recipe,
-              on_update: Callable[[Rows, Rows], None]) -> Tuple[Rows, Rows]:
-    """Train every cell not yet in ``out/results.csv``, appending each as it finishes, and call
-    ``on_update(results, curves)`` after each; returns all result and curve rows."""
+              on_update: Callable[[Rows, Rows], None], jobs: int = 1) -> Tuple[Rows, Rows]:
+    """Train every cell not yet in ``out/results.csv`` (``jobs`` at a time), appending each as
+    it finishes, and call ``on_update(results, curves)`` after each; returns all result and
+    curve rows."""
+    if jobs < 1:
+        raise ValueError(f'jobs must be at least 1, got {jobs}')
     out = Path(out)
     check_recipe(out, recipe)
     results, curves = read_rows(out / 'results.csv'), read_rows(out / 'curves.csv')
     done = {row_key(row) for row in results}
     todo = [cell for cell in cells if cell.key() not in done]
     print(f'{len(cells)} cells: {len(cells) - len(todo)} done in {out / "results.csv"}, '
-          f'{len(todo)} to train ({recipe.iters} iterations each).', flush=True)
-    started = time.perf_counter()
-    for number, cell in enumerate(todo, 1):
-        print(f'[{number}/{len(todo)}] {cell.setting} {cell.model}, distance {cell.distance}, '
-              f'seed {cell.seed}: training ...', flush=True)
+          f'{len(todo)} to train ({recipe.iters} iterations each, {jobs} at a time).', flush=True)
+    tasks = []
+    for cell in todo:  # the sets first, here: the jobs must not draw the same one at once
         data_root = ensure_toy_longrange(
             out / 'data' / f'd{cell.distance:03d}', num_train=recipe.num_train,
             num_val=recipe.num_val, seed=DATA_SEED, distance=cell.distance, width=recipe.width)
-        result, curve = train_cell(config_dir / CONFIGS[cell.setting, cell.model], cell,
-                                   recipe, data_root, out / 'runs' / cell.name)
+        tasks.append((cell, (config_dir / CONFIGS[cell.setting, cell.model], cell, recipe,
+                             data_root, out / 'runs' / cell.name)))
+    started = time.perf_counter()
+    for number, (cell, result, curve) in enumerate(trained_cells(tasks, jobs), 1):
         curves = [row for row in curves if row_key(row) != cell.key()] + curve
         results.append(result)
         write_rows(out / 'curves.csv', CURVE_HEADER, curves)
         write_rows(out / 'results.csv', RESULT_HEADER, results)  # last: the cell is done
         elapsed = time.perf_counter() - started
-        print(f'    aAcc {result["aAcc"]:.1f} %, mIoU {result["mIoU"]:.1f} in '
+        print(f'[{number}/{len(todo)}] {cell.setting} {cell.model}, distance {cell.distance}, '
+              f'seed {cell.seed}: aAcc {result["aAcc"]:.1f} %, mIoU {result["mIoU"]:.1f} in '
               f'{result["seconds"]:.0f} s ({result["s/iter"]:.3f} s/iter); about '
               f'{elapsed / number * (len(todo) - number) / 60:.0f} min left', flush=True)
         on_update(results, curves)

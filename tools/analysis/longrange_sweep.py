@@ -47,6 +47,10 @@ def parse_args(argv=None):
     parser.add_argument('--num-val', type=int, help=f"validation strips per distance (default "
                         f"{FULL['num_val']})")
     parser.add_argument('--width', type=int, help=f"strip width, px (default {FULL['width']})")
+    parser.add_argument('--jobs', type=int, default=1,
+                        help='cells trained at once, each in a process of its own sharing the '
+                        'threads (default 1; 2 on 2 CPU cores runs the full sweep in about half '
+                        'the time)')
     args = parser.parse_args(argv)
     for key, default in (QUICK if args.quick else FULL).items():
         if getattr(args, key) is None:
@@ -69,7 +73,7 @@ def main(argv=None):
         plot(results, curves, reach, out / 'longrange.png')
 
     cells = grid(args.distances, args.seeds, args.settings, args.models)
-    results, curves = run_sweep(out, CONFIG_DIR, cells, recipe, draw)
+    results, curves = run_sweep(out, CONFIG_DIR, cells, recipe, draw, args.jobs)
     draw(results, curves)
     print('\nTarget pixel accuracy (%, mean and min-max over seeds; chance 33.3):\n')
     print(summary_table(results))
