@@ -127,33 +127,35 @@ def _kernel(backend: str, u: Tensor) -> Optional[ModuleType]:
     if backend == 'reference':
         return None
     if backend == 'cpu' or (backend == 'auto' and u.device.type == 'cpu'):
-        return _cpu_kernel(backend, u)
+        if u.device.type != 'cpu':
+            raise ValueError(f"selective_scan: backend='cpu' needs CPU tensors, got {u.device}; "
+                             "use 'auto', 'chunked' or 'triton'")
+        return _optional_kernel('cpu', backend)
     if backend == 'chunked' or (backend == 'auto' and not u.is_cuda):
         return chunked
-    kernel = _import_backend('triton_scan')
-    if not isinstance(kernel, ImportError):
-        return kernel
-    if backend == 'triton':
-        raise ValueError(f"selective_scan: backend='triton' needs triton >= 3.4, which failed to "
-                         f'import ({kernel})')
-    _warn_once(f'selective_scan: triton failed to import ({kernel}), so CUDA tensors take the '
-               'slower chunked backend; install triton >= 3.4 (torch >= 2.8 brings it)')
-    return chunked
+    return _optional_kernel('triton', backend)
 
 
-def _cpu_kernel(backend: str, u: Tensor) -> ModuleType:
-    """The compiled CPU kernel; for 'auto', chunked (with a warning, once) where it is not built."""
-    if u.device.type != 'cpu':
-        raise ValueError(f"selective_scan: backend='cpu' needs CPU tensors, got {u.device}; "
-                         "use 'auto', 'chunked' or 'triton'")
-    kernel = _import_backend('cpu_scan')
+# backend → (its module, what it needs, the tensors 'auto' gives it, how to get it)
+OPTIONAL_BACKENDS = {
+    'cpu': ('cpu_scan', 'the compiled CPU kernel', 'CPU', BUILD_HINT),
+    'triton': ('triton_scan', 'triton >= 3.4', 'CUDA',
+               'install triton >= 3.4 (torch >= 2.8 brings it)'),
+}
+
+
+def _optional_kernel(name: str, backend: str) -> ModuleType:
+    """Backend ``name``'s module; where it fails to import, an error if it was asked for by
+    name, else (for 'auto') chunked, with a warning, once."""
+    module, needs, tensors, fix = OPTIONAL_BACKENDS[name]
+    kernel = _import_backend(module)
     if not isinstance(kernel, ImportError):
         return kernel
-    if backend == 'cpu':
-        raise ValueError(f"selective_scan: backend='cpu' needs the compiled CPU kernel, which "
-                         f"failed to import ({kernel}); {BUILD_HINT}")
-    _warn_once(f'selective_scan: the compiled CPU kernel failed to import ({kernel}), so CPU '
-               f'tensors take the slower chunked backend; {BUILD_HINT}')
+    if backend == name:
+        raise ValueError(f"selective_scan: backend='{name}' needs {needs}, which failed to "
+                         f'import ({kernel}); {fix}')
+    _warn_once(f'selective_scan: {needs} failed to import ({kernel}), so {tensors} tensors '
+               f'take the slower chunked backend; {fix}')
     return chunked
 
 
