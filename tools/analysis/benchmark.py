@@ -28,7 +28,7 @@ from mmengine.optim import OptimWrapper
 from mmambaout.analysis.measure import CLOCKS, interleaved_times, peak_memory_mib
 from mmambaout.analysis.models import (REFERENCE_CONFIGS, build_model, load_reference_config,
                                        synthetic_batch)
-from mmambaout.analysis.report import markdown_table
+from mmambaout.analysis.report import markdown_table, significant
 from mmambaout.utils.runtime import toolbox_of
 
 DEFAULT_SHAPES = {'mmdet': (800, 1216), 'mmseg': (512, 512)}
@@ -66,8 +66,8 @@ def measure(runs, device, repeats, clock):
 
 
 def describe(ratios) -> str:
-    rounds = ', '.join(f'{r:.3f}' for r in ratios)
-    return f'{statistics.median(ratios):.3f} (median of {len(ratios)} rounds: {rounds})'
+    rounds = ', '.join(map(significant, ratios))
+    return f'{significant(statistics.median(ratios))} (median of {len(ratios)} rounds: {rounds})'
 
 
 def adamw(model):
@@ -97,7 +97,7 @@ def main(argv=None):
                                    for name, m in models.items()},
                                   args.device, args.repeats, args.clock)
     header = ['model', 'ms / image', 'images / s', 'peak memory MiB']
-    rows = [[name, f'{1000 * s:.0f}', f'{1 / s:.3f}', f'{mib:.0f}']
+    rows = [[name, significant(1000 * s), significant(1 / s), f'{mib:.0f}']
             for name, (s, mib) in results.items()]
     lines = [f'inference time ratio {describe(ratios)}']
     if args.train:
@@ -109,7 +109,7 @@ def main(argv=None):
                                   args.device, args.repeats, args.clock)
         header += [f'train step s ({TRAIN_BATCH} images)', 'train peak memory MiB']
         for row, (s, mib) in zip(rows, results.values()):
-            row += [f'{s:.2f}', f'{mib:.0f}']
+            row += [significant(s), f'{mib:.0f}']
         lines.append(f'training step time ratio {describe(ratios)}')
     print(f'\n{toolbox}, input {height}x{width}, inference on 1 image, random weights, '
           f'{args.device}, {args.clock} clock, torch {torch.__version__}, '
