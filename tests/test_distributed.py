@@ -1,6 +1,7 @@
 """tools/dist_train.sh and tools/dist_test.sh with 2 processes on a machine without a GPU: two
-gloo processes train the toy detection config as one model on different images, evaluate it
-together, then test the checkpoint with the predictions of a single process."""
+gloo processes download the pretrained backbone once, train the toy detection config as one model
+on different images, evaluate it together, then test the checkpoint with the predictions of a
+single process."""
 import os
 import pickle
 import re
@@ -10,6 +11,8 @@ import subprocess
 import pytest
 import torch
 
+from mmambaout.models.backbones import MambaOut
+from test_released_weights import server  # noqa: F401  (fixture)
 from test_reliability import (CONFIG, REPO, restore_checkpoint_loader,  # noqa: F401
                               run_test, toy_options, toy_root)
 
@@ -44,8 +47,8 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def run_script(script: str, *args: str, pythonpath) -> None:
-    env = dict(os.environ, PORT=str(free_port()), OMP_NUM_THREADS='1',
+def run_script(script: str, *args: str, pythonpath, torch_home) -> None:
+    env = dict(os.environ, PORT=str(free_port()), OMP_NUM_THREADS='1', TORCH_HOME=str(torch_home),
                PYTHONPATH=os.pathsep.join(filter(None, (str(pythonpath),
                                                         os.environ.get('PYTHONPATH')))))
     result = subprocess.run(['bash', f'tools/{script}', *args], cwd=REPO, env=env,
@@ -62,19 +65,27 @@ def boxes_by_image(path) -> dict:
 
 
 @pytest.mark.slow
-def test_two_processes_train_evaluate_and_test_on_cpu(tmp_path, toy_root):  # noqa: F811
+def test_two_processes_train_evaluate_and_test_on_cpu(tmp_path, toy_root, server):  # noqa: F811
     work_dir, options = tmp_path / 'work', toy_options(toy_root)
+    torch.manual_seed(0)
+    # each answer waits 5 s: a second process starting the same download would ask meanwhile
+    url = server.serve('mambaout_femto.pth', MambaOut('femto').state_dict(), delay=5)
     (tmp_path / 'save_every_rank.py').write_text(RANK_HOOK)
     config = tmp_path / 'toy_with_rank_hook.py'
     config.write_text(f"_base_ = [{CONFIG!r}]\n"
                       "custom_imports = dict(imports=['mmambaout', 'save_every_rank'], "
                       "allow_failed_imports=False)\n"
-                      "custom_hooks = [dict(type='SaveEveryRankHook')]\n")
+                      "custom_hooks = [dict(type='SaveEveryRankHook')]\n"
+                      "model = dict(backbone=dict(init_cfg=dict(_delete_=True, "
+                      f"type='Pretrained', checkpoint={url!r})))\n")
     run_script('dist_train.sh', str(config), '2', '--work-dir', str(work_dir), '--cfg-options',
-               *options, pythonpath=tmp_path)
+               *options, pythonpath=tmp_path, torch_home=tmp_path / 'torch_home')
     (log, ) = work_dir.glob('*/*.log')  # rank 0 writes it
     text = log.read_text()
     assert 'Distributed training: True' in text and 'GPU number: 2' in text  # 2 processes
+    # the first process downloaded the file; the other read its cached copy
+    assert server.requests == ['mambaout_femto.pth']
+    assert f'backbone tensors from {url}' in text
     assert 'Epoch(train) [1][2/2]' in text  # 8 images, 2 per process and step: 2 steps
     assert re.search(r'Epoch\(val\) \[1\]\[1/1\] .*coco/bbox_mAP', text)  # 2 images, 1 each
     # one model: after two steps on different images, both ranks hold the same weights
@@ -88,7 +99,8 @@ def test_two_processes_train_evaluate_and_test_on_cpu(tmp_path, toy_root):  # no
 
     run_script('dist_test.sh', CONFIG, str(work_dir / 'epoch_1.pth'), '2',
                '--work-dir', str(work_dir), '--out', str(tmp_path / 'two.pkl'),
-               '--cfg-options', *options, pythonpath=tmp_path)
+               '--cfg-options', *options, pythonpath=tmp_path,
+               torch_home=tmp_path / 'torch_home')
     (metrics, ) = work_dir.glob('*/*.json')
     assert 'coco/bbox_mAP' in metrics.read_text()
     # the two processes' predictions, gathered, are those of one process

@@ -8,6 +8,7 @@ import http.server
 import io
 import re
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -36,10 +37,11 @@ SCRATCH = '--cfg-options model.backbone.init_cfg=None'
 class CheckpointServer:
     """An HTTP server on 127.0.0.1 (a free port) in this process: serves ``files`` by name and
     404 for other names; a name in ``cut`` is sent with its full Content-Length but only half
-    its body, then the connection closes (a download that breaks off)."""
+    its body, then the connection closes (a download that breaks off); a name in ``delays``
+    is answered that many seconds late."""
 
     def __init__(self):
-        self.files, self.cut, self.requests = {}, set(), []
+        self.files, self.cut, self.delays, self.requests = {}, set(), {}, []
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):  # HTTP/1.0: one request a connection
@@ -50,6 +52,7 @@ class CheckpointServer:
                     self.send_error(404)
                     return
                 body = server.files[name]
+                time.sleep(server.delays.get(name, 0))
                 self.send_response(200)
                 self.send_header('Content-Length', str(len(body)))
                 self.end_headers()
@@ -61,11 +64,12 @@ class CheckpointServer:
         self.httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Handler)
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
-    def serve(self, name: str, checkpoint, cut: bool = False) -> str:
+    def serve(self, name: str, checkpoint, cut: bool = False, delay: float = 0) -> str:
         """Serve ``torch.save(checkpoint)`` as ``name``; its URL."""
         buffer = io.BytesIO()
         torch.save(checkpoint, buffer)
         self.files[name] = buffer.getvalue()
+        self.delays[name] = delay
         if cut:
             self.cut.add(name)
         return f'http://127.0.0.1:{self.httpd.server_port}/{name}'

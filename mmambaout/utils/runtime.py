@@ -195,16 +195,21 @@ def pretrained_checkpoints(node, key: str) -> Iterator[Tuple[str, str]]:
 
 def check_pretrained_files(model_cfg: dict) -> None:
     """Check that every pretrained checkpoint is there and reads weights-only; download one
-    named by URL first unless torch.hub's cache holds it.
+    named by URL first unless torch.hub's cache holds it (in the first process of a machine).
 
     Raises FileNotFoundError for a missing file, CheckpointDownloadError for a failed download,
     and the backbone's errors for a file it would refuse. The backbone would raise them when the
     runner initialises weights, but only after building the datasets (minutes on COCO); checked
     here, the run stops at once.
     """
+    # Under torchrun one process per machine downloads; the others skip URLs here and meet it
+    # when the process group starts, after this check, and then read the cached copy.
+    downloads = int(os.environ.get('LOCAL_RANK', 0)) == 0
     for key, path in pretrained_checkpoints(model_cfg, 'model'):
         scratch = f'train from scratch with --cfg-options {key}=None'
         if is_url(path):
+            if not downloads:
+                continue
             try:
                 path = download_checkpoint(path)
             except CheckpointDownloadError as error:
