@@ -297,6 +297,7 @@ def plot(results: Sequence[dict], curves: Sequence[dict], reach: Tuple[int, int]
     distances = sorted({d for by_distance in table.values() for d in by_distance})
     colors = dict(zip(MODELS, ('tab:blue', 'tab:orange')))
     styles = {'global': '--', 'local': '-'}
+    markers = {'global': 's', 'local': 'o'}  # the settings tell apart in greyscale too
     fig = plt.figure(figsize=(max(10, 3 * len(distances)), 8.5))
     grid_spec = fig.add_gridspec(2, max(1, len(distances)), height_ratios=[3, 2])
     top = fig.add_subplot(grid_spec[0, :])
@@ -306,8 +307,9 @@ def plot(results: Sequence[dict], curves: Sequence[dict], reach: Tuple[int, int]
     for (setting, model), by_distance in sorted(table.items()):
         xs = sorted(by_distance)
         values = [by_distance[d] for d in xs]
-        top.plot(xs, [statistics.mean(v) for v in values], styles[setting], marker='o',
-                 color=colors[model], label=f'{model}, {SETTINGS[setting]}')
+        top.plot(xs, [statistics.mean(v) for v in values], styles[setting],
+                 marker=markers[setting], color=colors[model],
+                 label=f'{model}, {SETTINGS[setting]}')
         top.fill_between(xs, [min(v) for v in values], [max(v) for v in values],
                          color=colors[model], alpha=0.15)
     top.set_xlabel('marker–target distance (px of the model input)')
