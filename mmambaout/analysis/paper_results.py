@@ -6,7 +6,7 @@ Keys are (task, backbone as the paper names it); "VMamba v2" is the paper's VMam
 (G) at 800×1280, box and mask AP. ADE20K: UperNet 160k, params (M) and MACs (G) at 512×2048,
 single- and multi-scale mIoU.
 """
-from typing import List, Optional, Tuple
+from typing import List, Tuple
 
 CITATION = ('Yu & Wang, "MambaOut: Do We Really Need Mamba for Vision?", arXiv 2405.07992 '
             '(CVPR 2025)')
@@ -73,10 +73,6 @@ def backbone_name(backbone_cfg: dict) -> str:
     if backbone_cfg.get('token_mixer', 'gated_cnn') == 'gated_cnn_ss2d':
         name += ' + SS2D'
     return name
-
-
-def paper_result(task: str, backbone: str) -> Optional[dict]:
-    return PAPER_RESULTS.get((task, backbone))
 
 
 def published_results(task: str, backbone: str) -> List[Tuple[str, dict]]:
