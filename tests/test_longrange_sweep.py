@@ -1,5 +1,6 @@
-"""End to end: tools/analysis/longrange_sweep.py --quick trains every cell through mmengine's
-Runner, writes the CSV files and the figure, and a second run trains only what is missing."""
+"""End to end: tools/analysis/longrange_sweep.py --quick trains every arm through mmengine's
+Runner, writes the CSV files, the summary and the figure, and a second run trains only what is
+missing."""
 import csv
 import os
 import re
@@ -11,10 +12,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 # --quick's grid, written out independently of the tool
-EXPECTED_CELLS = {(setting, model, distance, '0') for setting in ('global', 'local')
-                  for model in ('MambaOut', 'MambaOut + SS2D') for distance in ('32', '192')}
+EXPECTED_CELLS = {(arm, '0') for arm in ('MambaOut', 'MambaOut + SS2D', 'MambaOut k=1',
+                                         'MambaOut + SS2D k=1', 'global pool')}
 # smaller than --quick's own recipe, to keep the suite fast
-SMALL = ['--iters', '6', '--num-train', '16', '--num-val', '6']
+SMALL = ['--iters', '4', '--num-train', '12', '--num-val', '6', '--erf-images', '1']
 
 
 def sweep(out: Path, *args: str) -> str:
@@ -32,35 +33,46 @@ def read(path: Path):
 
 
 def cells(rows):
-    return {(r['setting'], r['model'], r['distance'], r['seed']) for r in rows}
+    return {(r['arm'], r['seed']) for r in rows}
 
 
 @pytest.mark.slow
 def test_quick_sweep_writes_every_cell_and_resumes(tmp_path):
     out = tmp_path / 'sweep'
-    stdout = sweep(out, '--jobs', '2')  # two cells at a time, each in a process of its own
-    assert '8 cells: 0 done' in stdout and '2 at a time' in stdout
+    stdout = sweep(out, '--jobs', '2', '--device', 'cpu')  # two cells at a time
+    assert '5 cells: 0 done' in stdout and '2 at a time' in stdout and 'Device: cpu' in stdout
+    assert 'MambaOut: a logit sees 131 px to a side of its centre, an output pixel ' \
+           '128-142 px' in stdout
+    rows = read(out / 'cells.csv')
+    assert cells(rows) == EXPECTED_CELLS and len(rows) == len(EXPECTED_CELLS)
+    for row in rows:
+        assert row['iters'] == '4' and row['device'] == 'cpu'
+        bounded = row['arm'] in ('MambaOut', 'MambaOut k=1')
+        # the bounded arms' ERF has no mass beyond their reach; every other arm's has some
+        assert (float(row['erf beyond, init']) == 0) == bounded
     results = read(out / 'results.csv')
-    assert len(results) == len(EXPECTED_CELLS) and cells(results) == EXPECTED_CELLS
-    for row in results:
-        assert row['iters'] == '6'
-        assert 0 <= float(row['aAcc']) <= 100 and 0 <= float(row['mIoU']) <= 100
+    assert cells(results) == EXPECTED_CELLS
+    distances = sorted({int(r['distance']) for r in results})
+    assert distances[0] == 0 and distances[-1] >= 272 and set(distances) <= set(range(0, 320, 16))
+    assert all(0 <= float(r['accuracy']) <= 100 for r in results)
     curves = read(out / 'curves.csv')
-    assert cells(r for r in curves if r['train acc']) == EXPECTED_CELLS
-    assert cells(r for r in curves if r['val aAcc']) == EXPECTED_CELLS
-    assert {r['iter'] for r in curves if r['val aAcc']} >= {'6'}
+    assert cells(r for r in curves if r['loss']) == EXPECTED_CELLS
+    assert {r['iter'] for r in curves if r['val accuracy']} >= {'4'}
+    assert cells(read(out / 'erf.csv')) == EXPECTED_CELLS
     assert (out / 'longrange.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
-    assert 'an output pixel sees 128-142 px' in stdout
+    summary = (out / 'summary.md').read_text()
+    assert summary.startswith('Controls:') and 'Verdict:' in summary
 
     # drop one finished cell: the next run trains that one only and completes the table
-    lost = results.pop()
-    with open(out / 'results.csv', 'w', newline='') as f:
+    rows = read(out / 'cells.csv')
+    lost = rows.pop()
+    with open(out / 'cells.csv', 'w', newline='') as f:
         writer = csv.DictWriter(f, fieldnames=list(lost))
         writer.writeheader()
-        writer.writerows(results)
+        writer.writerows(rows)
     stdout = sweep(out)
-    trained = re.findall(r'^\[\d+/\d+\] (\w+) (.+), distance (\d+), seed (\d+): ', stdout,
-                         re.MULTILINE)
-    assert '8 cells: 7 done' in stdout
-    assert trained == [(lost['setting'], lost['model'], lost['distance'], lost['seed'])]
-    assert cells(read(out / 'results.csv')) == EXPECTED_CELLS
+    trained = re.findall(r'^\[\d+/\d+\] (.+), seed (\d+): ', stdout, re.MULTILINE)
+    assert '5 cells: 4 done' in stdout
+    assert trained == [(lost['arm'], lost['seed'])]
+    assert cells(read(out / 'cells.csv')) == EXPECTED_CELLS
+    assert len(read(out / 'results.csv')) == len(results)  # the cell's rows replaced

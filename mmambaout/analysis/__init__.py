@@ -6,5 +6,6 @@ quadratic reference), ``measure`` (latency and peak memory), ``scaling`` (fitted
 ``models`` (building configs' models and their inputs for measurement), ``paper_results``
 (the paper's published numbers), ``work_dirs`` (metrics of finished runs), ``report`` (Markdown
 tables and CSV files), ``receptive_field`` (how far a network without a global path sees),
-``longrange`` (the long-range toy's accuracy-against-distance sweep).
+``erf`` (effective receptive fields: where a network's weights actually look), ``longrange``
+(the long-range study: accuracy against distance, controls and decision rule).
 """

@@ -1,110 +1,227 @@
-"""The long-range sweep: accuracy on the long-range toy against the marker–target distance,
-for MambaOut and its SS2D twin, with and without a global path.
+"""The long-range study: does the SSM carry evidence farther than MambaOut's convolutions reach?
 
-A *cell* is one (setting, model, distance, seed); each trains its config from scratch through
-mmengine's Runner as tools/train.py does (``mmambaout.utils.runtime``) and is scored by mmseg's
-IoUMetric on the validation strips. Only target pixels are labelled, so ``aAcc`` is the target's
-pixel accuracy (chance 33 %). Settings (configs in configs/toy/):
+Every arm segments the dense long-range toy (``mmambaout.datasets.toy_longrange``: every pixel
+but the marker's takes the marker's colour as its class) with a head on the stride-8 features of
+MambaOut-femto truncated after stage 1; all but the control have no global path (configs/toy/):
 
-* ``global``: (a) UperNet on all four stages: pyramid pooling and low-resolution stages, global
-  paths that need no long-range mixing at high resolution;
-* ``local``: (b) an FCN head on the stride-8 features of MambaOut truncated after stage 1: no
-  global path, so plain MambaOut is bounded by its receptive field.
+* ``MambaOut``: bounded by its receptive field (an output pixel sees 128–142 px to a side);
+* ``MambaOut + SS2D``: its twin, every block's convolved channels also scanned (SS2D);
+* ``MambaOut k=1``, ``MambaOut + SS2D k=1``: both with 1×1 "depthwise convolutions": the plain
+  one sees ~30 px, so whatever the twin carries farther is the scan's alone;
+* ``global pool``: control c, the plain backbone under a head with a global-average-pool branch.
 
-Models: MambaOut-femto and its SS2D twin (``token_mixer='gated_cnn_ss2d'``), identical but for
-the token mixer; every cell shares the data, the schedule and the recipe (:class:`Recipe`).
+A *cell* is one (arm, seed): its config trained from scratch through mmengine's Runner as
+tools/train.py does, with every cell's recipe (:class:`Recipe`). ``LongRangeDistanceAccuracy``
+scores the validation strips per 16-px bin of distance to the marker, so one run gives a whole
+accuracy-against-distance curve; ``LongRangeErfHook`` measures the effective receptive field at
+initialisation and after training. :func:`verdict` applies the written decision rule
+(docs/longrange.md) to the finished cells.
 
-A sweep lives in one folder: ``recipe.json``, ``data/d<distance>/`` (one set per distance),
-``runs/<cell>/`` (mmengine work dirs), ``results.csv`` (a row per finished cell, written as
-it finishes), ``curves.csv`` (training loss and accuracy, validation accuracy per iteration)
-and ``longrange.png``. Run again, it skips the cells in ``results.csv``. ``jobs`` trains that
-many cells at once, each in a process of its own.
+A sweep lives in one folder: ``recipe.json``, ``data/`` (the set), ``runs/<cell>/`` (mmengine
+work dirs), ``cells.csv`` (a row per finished cell, written last: a cell there is done),
+``results.csv`` (a row per cell and distance bin), ``curves.csv`` (training loss, validation
+accuracy per bin and iteration), ``erf.csv`` (the ERF mass against distance), ``summary.md``
+and ``longrange.png``. Run again, it trains only the cells missing from ``cells.csv``.
 """
 import copy
 import csv
 import functools
+import hashlib
 import json
+import math
 import multiprocessing
+import os
 import shutil
 import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 from mmengine.config import Config
+from mmengine.evaluator import BaseMetric
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+from mmengine.registry import HOOKS, METRICS
 from torch import nn
 
-from ..datasets.toy_longrange import STRIP_HEIGHT, TOY_LONGRANGE_CLASSES, ensure_toy_longrange
+from ..datasets.toy_longrange import (STRIP_HEIGHT, TOY_LONGRANGE_CLASSES,
+                                      ensure_toy_longrange_dense, marker_distance,
+                                      render_dense_sample)
 from ..utils import runtime
+from .erf import erf_in_eval_mode, float_to_bgr, output_network, preprocessed, write_erf
 from .models import build_model
-from .receptive_field import Window, pixel_reach, receptive_field
+from .receptive_field import pixel_reach, receptive_field
 from .report import markdown_table, write_csv
 from .work_dirs import run_dirs
 
-SETTINGS = {'global': '(a) UperNet, global paths', 'local': '(b) FCN on stride 8, no global path'}
-MODELS = ('MambaOut', 'MambaOut + SS2D')
+PLAIN, TWIN, PLAIN_K1, TWIN_K1, GLOBAL = ARMS = (
+    'MambaOut', 'MambaOut + SS2D', 'MambaOut k=1', 'MambaOut + SS2D k=1', 'global pool')
 CONFIGS = {
-    ('global', 'MambaOut'): 'upernet_mambaout_femto_longrange.py',
-    ('global', 'MambaOut + SS2D'): 'upernet_mambaout_ss2d_femto_longrange.py',
-    ('local', 'MambaOut'): 'fcn_mambaout_femto_s8_longrange.py',
-    ('local', 'MambaOut + SS2D'): 'fcn_mambaout_ss2d_femto_s8_longrange.py',
+    PLAIN: 'fcn_mambaout_femto_s8_longrange.py',
+    TWIN: 'fcn_mambaout_ss2d_femto_s8_longrange.py',
+    PLAIN_K1: 'fcn_mambaout_femto_s8_k1_longrange.py',
+    TWIN_K1: 'fcn_mambaout_ss2d_femto_s8_k1_longrange.py',
+    GLOBAL: 'fcn_mambaout_femto_s8_pool_longrange.py',
 }
+PAIRS = ((TWIN, PLAIN), (TWIN_K1, PLAIN_K1))  # (scanning arm, its bounded twin)
+# The bounded arm whose reach each arm is measured against (ERF radius, bins "beyond reach").
+BOUNDED = {PLAIN: PLAIN, TWIN: PLAIN, PLAIN_K1: PLAIN_K1, TWIN_K1: PLAIN_K1, GLOBAL: PLAIN}
 CHANCE = 100 / len(TOY_LONGRANGE_CLASSES)
+BIN_WIDTH = 16  # px of distance to the marker per accuracy bin
 DATA_SEED = 0  # every cell trains and validates on the same images; seeds vary the training
-# seconds: wall clock of the cell; cpu seconds: this process's CPU time (on a machine shared
-# with other jobs, the wall time an idle one would take with one thread)
-RESULT_HEADER = ['setting', 'model', 'distance', 'seed', 'iters', 'aAcc', 'mIoU', 'mAcc',
-                 'seconds', 'cpu seconds', 's/iter']
-CURVE_HEADER = ['setting', 'model', 'distance', 'seed', 'iter', 'loss', 'train acc', 'val aAcc']
+ERF_WIDTH, ERF_IMAGES = 640, 16  # strips wide enough for the centre to see 320 px to a side
+
+# The decision rule (docs/longrange.md), fixed before any run: accuracies in %.
+SUCCESS = 90.  # a seed succeeds at a bin with at least this accuracy
+LEARNED = 95.  # controls a and c: the task is learnt
+AT_CHANCE = 38.  # control b and refutation: at most this is chance (chance 33.3)
+CONTROL_BINS = (32, 64)  # control a: bins inside the plain arm's reach
+MIN_SEEDS_SHARE = 4 / 5  # controls a, c, d and confirmation: at least this share of the seeds
+ERF_SHARE = 0.01  # confirmation: the trained ERF's mass beyond the reach, at least
+BUDGET_RATIO = 3  # refutation: the global control learnt within 1/3 of the iterations
+
+CELL_HEADER = ['arm', 'seed', 'iters', 'seconds', 'cpu seconds', 's/iter', 'device',
+               'erf radius', 'erf beyond, init', 'erf beyond, trained']
+RESULT_HEADER = ['arm', 'seed', 'iters', 'distance', 'pixels', 'accuracy', 'all colours']
+CURVE_HEADER = ['arm', 'seed', 'iter', 'loss', 'train acc', 'distance', 'val accuracy']
+ERF_HEADER = ['arm', 'seed', 'when', 'distance', 'mass share']
 
 
-@dataclass(frozen=True)
-class Recipe:
-    """What every cell of a sweep shares: iterations, set sizes, strip width."""
-    iters: int
-    num_train: int
-    num_val: int
-    width: int
+# ---------------------------------------------------------------- metric and hook
+
+@METRICS.register_module()
+class LongRangeDistanceAccuracy(BaseMetric):
+    """Pixel accuracy per bin of Chebyshev distance to the marker on a dense long-range set:
+    ``acc_DDD`` for the bin starting at DDD px, and ``all3_DDD``, the share of the bin's pixels
+    predicted right in all three colourings of their scene (the recolouring control: the
+    prediction follows the marker). The marker is the only ignored pixel of the ground truth."""
+
+    def process(self, data_batch, data_samples: Sequence[dict]) -> None:
+        for sample in data_samples:
+            prediction = sample['pred_sem_seg']['data'].squeeze(0).cpu().numpy()
+            truth = sample['gt_sem_seg']['data'].squeeze(0).cpu().numpy()
+            marker = truth == 255
+            if not marker.any():
+                raise ValueError(f"{sample['img_path']}: no marker (ignored pixels) in its "
+                                 'labels: LongRangeDistanceAccuracy scores dense long-range '
+                                 'sets (make_toy_longrange_dense).')
+            scene = (int(Path(sample['img_path']).stem) - 1) // len(TOY_LONGRANGE_CLASSES)
+            self.results.append((scene, (marker_distance(marker)[~marker] // BIN_WIDTH),
+                                 prediction[~marker] == truth[~marker]))
+
+    def compute_metrics(self, results: list) -> Dict[str, float]:
+        bins = max(int(bins.max()) for _, bins, _ in results) + 1
+        pixels = sum(np.bincount(b, minlength=bins) for _, b, _ in results)
+        right = sum(np.bincount(b, c, minlength=bins) for _, b, c in results)
+        scenes: Dict[int, list] = {}
+        for scene, b, correct in results:
+            scenes.setdefault(scene, []).append((b, correct))
+        all3_pixels, all3_right = np.zeros(bins), np.zeros(bins)
+        for colourings in scenes.values():
+            if len(colourings) == len(TOY_LONGRANGE_CLASSES):  # whole scenes only
+                b = colourings[0][0]
+                all3_pixels += np.bincount(b, minlength=bins)
+                all3_right += np.bincount(b, np.logical_and.reduce([c for _, c in colourings]),
+                                          minlength=bins)
+        metrics = {}
+        for index in np.flatnonzero(pixels):
+            start = index * BIN_WIDTH
+            metrics[f'acc_{start:03d}'] = 100 * right[index] / pixels[index]
+            metrics[f'pixels_{start:03d}'] = int(pixels[index])
+            if all3_pixels[index]:
+                metrics[f'all3_{start:03d}'] = 100 * all3_right[index] / all3_pixels[index]
+        return metrics
 
 
-@dataclass(frozen=True)
-class Cell:
-    setting: str
-    model: str
-    distance: int
-    seed: int
-
-    @property
-    def name(self) -> str:
-        model = self.model.lower().replace(' + ', '_')
-        return f'{self.setting}_{model}_d{self.distance:03d}_s{self.seed}'
-
-    def key(self) -> Tuple[str, str, int, int]:
-        return self.setting, self.model, self.distance, self.seed
+def unwrapped(model: nn.Module) -> nn.Module:
+    return model.module if is_model_wrapper(model) else model
 
 
-def grid(distances: Sequence[int], seeds: Sequence[int], settings: Sequence[str] = SETTINGS,
-         models: Sequence[str] = MODELS) -> List[Cell]:
-    """Every cell, the cheap ones first within a seed: the local setting, then the global."""
-    return [Cell(setting, model, distance, seed) for seed in seeds
-            for setting in sorted(settings, reverse=True) for model in models
-            for distance in distances]
+@HOOKS.register_module()
+class LongRangeErfHook(Hook):
+    """The effective receptive field of the segmentor's logits (mmambaout.analysis.erf) on
+    dense long-range strips ``width`` px wide, before and after training: ``erf_init/`` and
+    ``erf_trained/`` in the work dir (map, mass against distance, share beyond ``radius``)."""
+    priority = 'LOWEST'
+
+    def __init__(self, radius: int, width: int = ERF_WIDTH, num_images: int = ERF_IMAGES):
+        self.radius, self.width, self.num_images = radius, width, num_images
+
+    def measure(self, runner, when: str) -> None:
+        model = unwrapped(runner.model)
+        images = [float_to_bgr(render_dense_sample(DATA_SEED, 'val', index, self.width)[0])
+                  for index in range(self.num_images)]
+        device = next(model.parameters()).device
+        erf = erf_in_eval_mode(model, output_network(model, 'head'),
+                               preprocessed(model, images, 4, device))
+        out = Path(runner.work_dir) / f'erf_{when}'
+        summary = write_erf(erf, out, f'{runner.experiment_name}, {when}', self.radius)
+        (out / 'erf.json').write_text(json.dumps(summary))
+
+    def before_train(self, runner) -> None:
+        self.measure(runner, 'init')
+
+    def after_train(self, runner) -> None:
+        self.measure(runner, 'trained')
 
 
 # ---------------------------------------------------------------- one cell
 
+@dataclass(frozen=True)
+class Recipe:
+    """What every cell of a sweep shares: iterations, set sizes, strip width, the number of
+    strips its ERFs are averaged over, and the arms' config files (a digest of their text: the
+    recipe's optimiser and schedule live there)."""
+    iters: int
+    num_train: int
+    num_val: int
+    width: int
+    erf_images: int
+    configs: str
+
+
+def configs_digest(config_dir: Path) -> str:
+    """SHA-1 of the arms' config files, in ``ARMS`` order."""
+    digest = hashlib.sha1()
+    for arm in ARMS:
+        digest.update((Path(config_dir) / CONFIGS[arm]).read_bytes())
+    return digest.hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class Cell:
+    arm: str
+    seed: int
+
+    @property
+    def name(self) -> str:
+        slug = self.arm.lower().replace(' + ', '_').replace('=', '').replace(' ', '_')
+        return f'{slug}_s{self.seed}'
+
+    def key(self) -> Tuple[str, int]:
+        return self.arm, self.seed
+
+
+def grid(arms: Sequence[str], seeds: Sequence[int]) -> List[Cell]:
+    """Every cell, seed by seed: a sweep cut short holds whole seeds."""
+    return [Cell(arm, seed) for seed in seeds for arm in arms]
+
+
 def rescale_schedule(cfg: Config, iters: int) -> None:
-    """Stretch the config's schedule (scheduler milestones, validation and log intervals) to
-    ``iters`` iterations, keeping its shape."""
+    """Stretch the config's schedule (scheduler milestones, validation, log and checkpoint
+    intervals) to ``iters`` iterations, keeping its shape."""
     factor = iters / cfg.train_cfg.max_iters
     cfg.train_cfg.max_iters = iters
     cfg.train_cfg.val_interval = max(1, round(cfg.train_cfg.val_interval * factor))
     cfg.default_hooks.logger.interval = max(1, round(cfg.default_hooks.logger.interval * factor))
+    cfg.default_hooks.checkpoint.interval = iters
     for scheduler in cfg.param_scheduler:
-        scheduler.begin, scheduler.end = (round(scheduler[k] * factor) for k in ('begin', 'end'))
+        scheduler.begin = round(scheduler.begin * factor)
+        scheduler.end = max(scheduler.begin + 1, round(scheduler.end * factor))  # not empty
 
 
 @functools.lru_cache(maxsize=None)
@@ -114,9 +231,9 @@ def loaded_config(config: Path) -> Config:
     return runtime.load_config(str(config))
 
 
-def cell_config(config: Path, cell: Cell, recipe: Recipe, data_root: Path,
-                work_dir: Path) -> Config:
-    """The config of a cell's training run, as tools/train.py would run it."""
+def cell_config(config: Path, cell: Cell, recipe: Recipe, data_root: Path, work_dir: Path,
+                erf_radius: int) -> Config:
+    """The config of a cell's training run, as tools/train.py would run it, plus the ERF hook."""
     cfg = copy.deepcopy(loaded_config(config))
     cfg.work_dir = str(work_dir)
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
@@ -124,10 +241,12 @@ def cell_config(config: Path, cell: Cell, recipe: Recipe, data_root: Path,
     cfg.model.data_preprocessor.size = (STRIP_HEIGHT, recipe.width)
     rescale_schedule(cfg, recipe.iters)
     cfg.randomness = dict(seed=cell.seed)
-    cfg.default_hooks.checkpoint = None  # results come from the logs; 48 checkpoints are waste
     cfg.log_level = 'WARNING'  # the sweep reports progress itself; the logs keep every record
     # mmengine keeps one logger and one visualizer per name in the process: one per cell
     cfg.experiment_name = cfg.visualizer.name = cell.name
+    cfg.custom_hooks = [*cfg.get('custom_hooks', []),
+                        dict(type='LongRangeErfHook', radius=erf_radius,
+                             num_images=recipe.erf_images)]
     runtime.configure_training(cfg)
     return cfg
 
@@ -138,28 +257,46 @@ def read_scalars(work_dir: Path) -> List[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def train_cell(config: Path, cell: Cell, recipe: Recipe, data_root: Path,
-               work_dir: Path) -> Tuple[dict, List[dict]]:
-    """Train one cell from scratch: its result row and its learning-curve rows."""
+def binned(record: dict, prefix: str) -> Dict[int, float]:
+    """``{bin start: value}`` of a validation record's ``<prefix>_DDD`` keys."""
+    return {int(key[len(prefix) + 1:]): value for key, value in record.items()
+            if key.startswith(prefix + '_')}
+
+
+def train_cell(config: Path, cell: Cell, recipe: Recipe, data_root: Path, work_dir: Path,
+               erf_radius: int) -> Tuple[dict, List[dict], List[dict], List[dict]]:
+    """Train one cell from scratch: its cell row, result rows, curve rows and ERF rows."""
     shutil.rmtree(work_dir, ignore_errors=True)  # what an interrupted attempt left
     start, cpu_start = time.perf_counter(), time.process_time()
-    runtime.run(cell_config(config, cell, recipe, data_root, work_dir), 'train')
+    runtime.run(cell_config(config, cell, recipe, data_root, work_dir, erf_radius), 'train')
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     records = read_scalars(work_dir)
     train = [r for r in records if 'loss' in r]
-    val = [r for r in records if 'aAcc' in r]
+    val = [r for r in records if any(key.startswith('acc_') for key in r)]
     if not val or val[-1]['step'] != recipe.iters:
         raise RuntimeError(f'{work_dir}: no validation after the last iteration in the logs.')
-    cell_columns = dict(setting=cell.setting, model=cell.model, distance=cell.distance,
-                        seed=cell.seed)
-    result = dict(**cell_columns, iters=recipe.iters, **{k: round(val[-1][k], 2) for k in
-                                                         ('aAcc', 'mIoU', 'mAcc')},
-                  seconds=round(seconds, 1), **{'cpu seconds': round(cpu_seconds, 1)},
-                  **{'s/iter': round(statistics.median(r['time'] for r in train), 4)})
-    curve = ([dict(**cell_columns, iter=r['step'], loss=r['loss'],
-                   **{'train acc': r['decode.acc_seg']}) for r in train]
-             + [dict(**cell_columns, iter=r['step'], **{'val aAcc': r['aAcc']}) for r in val])
-    return result, curve
+    ids = dict(arm=cell.arm, seed=cell.seed)
+    final, pixels, all3 = (binned(val[-1], prefix) for prefix in ('acc', 'pixels', 'all3'))
+    results = [{**ids, 'iters': recipe.iters, 'distance': d, 'pixels': pixels[d],
+                'accuracy': round(final[d], 2), 'all colours': round(all3.get(d, math.nan), 2)}
+               for d in sorted(final)]
+    curves = ([{**ids, 'iter': r['step'], 'loss': r['loss'], 'train acc': r['decode.acc_seg']}
+               for r in train]
+              + [{**ids, 'iter': r['step'], 'distance': d, 'val accuracy': round(a, 2)}
+                 for r in val for d, a in sorted(binned(r, 'acc').items())])
+    erf, shares = [], {}
+    for when in ('init', 'trained'):
+        folder = work_dir / f'erf_{when}'
+        shares[when] = json.loads((folder / 'erf.json').read_text())['share beyond radius']
+        erf += [{**ids, 'when': when, 'distance': r['distance'], 'mass share': r['mass share']}
+                for r in read_rows(folder / 'erf.csv')]
+    row = {**ids, 'iters': recipe.iters, 'seconds': round(seconds, 1),
+           'cpu seconds': round(cpu_seconds, 1),
+           's/iter': round(statistics.median(r['time'] for r in train), 4),
+           'device': 'cuda' if torch.cuda.is_available() else 'cpu', 'erf radius': erf_radius,
+           'erf beyond, init': f"{shares['init']:.3g}",
+           'erf beyond, trained': f"{shares['trained']:.3g}"}
+    return row, results, curves, erf
 
 
 # ---------------------------------------------------------------- the sweep
@@ -172,11 +309,14 @@ def read_rows(path: Path) -> List[dict]:
 
 
 def write_rows(path: Path, header: Sequence[str], rows: Iterable[dict]) -> None:
-    write_csv(path, header, [[row.get(column, '') for column in header] for row in rows])
+    """Write the rows whole or not at all: a sweep stopped while writing keeps its last file."""
+    partial = path.with_suffix('.partial')
+    write_csv(partial, header, [[row.get(column, '') for column in header] for row in rows])
+    os.replace(partial, path)
 
 
-def row_key(row: dict) -> Tuple[str, str, int, int]:
-    return row['setting'], row['model'], int(row['distance']), int(row['seed'])
+def row_key(row: dict) -> Tuple[str, int]:
+    return row['arm'], int(row['seed'])
 
 
 def check_recipe(out: Path, recipe: Recipe) -> None:
@@ -192,160 +332,338 @@ def check_recipe(out: Path, recipe: Recipe) -> None:
     path.write_text(json.dumps(asdict(recipe)))
 
 
-def local_reach(config_dir: Path, width: int) -> Tuple[Window, Tuple[int, int]]:
-    """Plain MambaOut's window in the local setting (the logits') and the reach of an output
-    pixel to one side (least, most), from the config's real model."""
-    model = build_model(Config.fromfile(config_dir / CONFIGS['local', 'MambaOut']))
+@dataclass(frozen=True)
+class Reach:
+    """How far a bounded arm sees to one side: a logit from its centre pixel (the window's half,
+    the ERF radius beyond which its mass is 0), an output pixel (least, most) once the logits are
+    upsampled (the accuracy bins beyond ``pixel[1]`` are out of its sight)."""
+    logit: int
+    pixel: Tuple[int, int]
+
+
+def bounded_reach(config: Path, width: int) -> Reach:
+    """The reach of a bounded arm's logits along the strip, from the config's real model."""
+    model = build_model(loaded_config(config))
     network = nn.Sequential(model.backbone, model.decode_head).eval()
     window = receptive_field(network, torch.zeros(1, 3, STRIP_HEIGHT, width))
-    return window, pixel_reach(window)
+    return Reach((window.size - 1) // 2, pixel_reach(window))
 
 
-Rows = List[dict]
+def reaches(config_dir: Path, width: int) -> Dict[str, Reach]:
+    return {arm: bounded_reach(config_dir / CONFIGS[arm], width) for arm in set(BOUNDED.values())}
+
+
+@dataclass
+class Sweep:
+    """What a sweep folder holds, as rows of its CSV files."""
+    cells: List[dict]
+    results: List[dict]
+    curves: List[dict]
+    erf: List[dict]
+
+    FILES = (('cells', CELL_HEADER), ('results', RESULT_HEADER), ('curves', CURVE_HEADER),
+             ('erf', ERF_HEADER))
+
+    @classmethod
+    def read(cls, out: Path) -> 'Sweep':
+        return cls(*(read_rows(out / f'{name}.csv') for name, _ in cls.FILES))
+
+    def add(self, out: Path, cell: Cell, row: dict, *rows: List[dict]) -> None:
+        """Replace the cell's rows and write every file, ``cells.csv`` last: then it is done."""
+        for (name, _), new in zip(self.FILES[1:], rows):
+            setattr(self, name, [r for r in getattr(self, name) if row_key(r) != cell.key()]
+                    + new)
+        self.cells.append(row)
+        for name, header in (*self.FILES[1:], self.FILES[0]):
+            write_rows(out / f'{name}.csv', header, getattr(self, name))
 
 
 def trained_cells(tasks: Sequence[Tuple[Cell, tuple]], jobs: int):
-    """``(cell, result, curve)`` of each ``(cell, train_cell arguments)`` as it finishes: in this
-    process, or in ``jobs`` processes of their own sharing this one's threads."""
+    """``(cell, train_cell's rows)`` of each ``(cell, train_cell arguments)`` as it finishes:
+    in this process, or in ``jobs`` processes of their own sharing this one's threads."""
     if jobs == 1:
         for cell, arguments in tasks:
-            yield (cell, *train_cell(*arguments))
+            yield cell, train_cell(*arguments)
         return
     threads = max(1, torch.get_num_threads() // jobs)
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context('spawn'),
                              initializer=torch.set_num_threads, initargs=(threads, )) as pool:
         futures = {pool.submit(train_cell, *arguments): cell for cell, arguments in tasks}
         for future in as_completed(futures):
-            yield (futures[future], *future.result())
+            yield futures[future], future.result()
 
 
 def run_sweep(out: Path, config_dir: Path, cells: Sequence[Cell], recipe: Recipe,
-              on_update: Callable[[Rows, Rows], None], jobs: int = 1) -> Tuple[Rows, Rows]:
-    """Train every cell not yet in ``out/results.csv`` (``jobs`` at a time), appending each as
-    it finishes, and call ``on_update(results, curves)`` after each; returns all result and
-    curve rows."""
+              reach: Dict[str, Reach], on_update: Callable[[Sweep], None],
+              jobs: int = 1) -> Sweep:
+    """Train every cell not yet in ``out/cells.csv`` (``jobs`` at a time), writing each as it
+    finishes, and call ``on_update(sweep)`` after each; returns the whole sweep."""
     if jobs < 1:
         raise ValueError(f'jobs must be at least 1, got {jobs}')
     out = Path(out)
     check_recipe(out, recipe)
-    results, curves = read_rows(out / 'results.csv'), read_rows(out / 'curves.csv')
-    done = {row_key(row) for row in results}
+    sweep = Sweep.read(out)
+    done = {row_key(row) for row in sweep.cells}
     todo = [cell for cell in cells if cell.key() not in done]
-    print(f'{len(cells)} cells: {len(cells) - len(todo)} done in {out / "results.csv"}, '
+    print(f'{len(cells)} cells: {len(cells) - len(todo)} done in {out / "cells.csv"}, '
           f'{len(todo)} to train ({recipe.iters} iterations each, {jobs} at a time).', flush=True)
-    tasks = []
-    for cell in todo:  # the sets first, here: the jobs must not draw the same one at once
-        data_root = ensure_toy_longrange(
-            out / 'data' / f'd{cell.distance:03d}', num_train=recipe.num_train,
-            num_val=recipe.num_val, seed=DATA_SEED, distance=cell.distance, width=recipe.width)
-        tasks.append((cell, (config_dir / CONFIGS[cell.setting, cell.model], cell, recipe,
-                             data_root, out / 'runs' / cell.name)))
+    data_root = ensure_toy_longrange_dense(out / 'data', num_train=recipe.num_train,
+                                           num_val=recipe.num_val, seed=DATA_SEED,
+                                           width=recipe.width)
+    tasks = [(cell, (config_dir / CONFIGS[cell.arm], cell, recipe, data_root,
+                     out / 'runs' / cell.name, reach[BOUNDED[cell.arm]].logit))
+             for cell in todo]
     started = time.perf_counter()
-    for number, (cell, result, curve) in enumerate(trained_cells(tasks, jobs), 1):
-        curves = [row for row in curves if row_key(row) != cell.key()] + curve
-        results.append(result)
-        write_rows(out / 'curves.csv', CURVE_HEADER, curves)
-        write_rows(out / 'results.csv', RESULT_HEADER, results)  # last: the cell is done
+    for number, (cell, (row, *rows)) in enumerate(trained_cells(tasks, jobs), 1):
+        sweep.add(out, cell, row, *rows)
+        accuracy = {int(r['distance']): float(r['accuracy']) for r in rows[0]}
+        shown = ', '.join(f'{d} px {accuracy[d]:.0f}' for d in (32, 64, 144, 192, 272)
+                          if d in accuracy)
         elapsed = time.perf_counter() - started
-        print(f'[{number}/{len(todo)}] {cell.setting} {cell.model}, distance {cell.distance}, '
-              f'seed {cell.seed}: aAcc {result["aAcc"]:.1f} %, mIoU {result["mIoU"]:.1f} in '
-              f'{result["seconds"]:.0f} s ({result["s/iter"]:.3f} s/iter); about '
+        print(f'[{number}/{len(todo)}] {cell.arm}, seed {cell.seed}: accuracy % at {shown}; '
+              f'{row["seconds"]:.0f} s ({row["s/iter"]:.3f} s/iter); about '
               f'{elapsed / number * (len(todo) - number) / 60:.0f} min left', flush=True)
-        on_update(results, curves)
-    return results, curves
+        on_update(sweep)
+    return sweep
+
+
+# ---------------------------------------------------------------- controls and verdict
+
+Table = Dict[str, Dict[int, Dict[int, float]]]  # arm → seed → bin → accuracy
+
+
+def by_arm(results: Sequence[dict], column: str = 'accuracy') -> Table:
+    table: Table = {}
+    for row in results:
+        value = row[column]
+        if value not in ('', 'nan'):
+            table.setdefault(row['arm'], {}).setdefault(int(row['seed']), {})[
+                int(row['distance'])] = float(value)
+    return table
+
+
+def beyond(reach: Reach, bins: Iterable[int]) -> List[int]:
+    """The bins whose every pixel is farther than any output pixel of the arm sees."""
+    return sorted(d for d in bins if d > reach.pixel[1])
+
+
+def enough(count: int, seeds: int) -> bool:
+    return seeds > 0 and count >= math.ceil(MIN_SEEDS_SHARE * seeds - 1e-9)
+
+
+def first_learnt(curves: Sequence[dict], arm: str) -> Dict[int, Optional[int]]:
+    """Per seed, the first validated iteration at which ``arm`` is at LEARNED or more at every
+    bin (None if never)."""
+    steps: Dict[int, Dict[int, List[float]]] = {}
+    for row in curves:
+        if row['arm'] == arm and row.get('val accuracy') not in (None, ''):
+            steps.setdefault(int(row['seed']), {}).setdefault(int(row['iter']), []).append(
+                float(row['val accuracy']))
+    return {seed: next((step for step in sorted(by_step) if min(by_step[step]) >= LEARNED),
+                       None) for seed, by_step in steps.items()}
+
+
+@dataclass
+class Check:
+    name: str
+    passed: bool
+    detail: str
+
+
+def controls(sweep: Sweep, reach: Dict[str, Reach]) -> List[Check]:
+    """Controls a–d of the decision rule, each with its seeds."""
+    accuracy, all3 = by_arm(sweep.results), by_arm(sweep.results, 'all colours')
+    at = f'at {", ".join(map(str, CONTROL_BINS))} px'
+
+    def inside(by_bin):
+        return [d for d in CONTROL_BINS if d in by_bin]
+
+    def check(name, table, arm, bins, test, rule, every_seed=False):
+        """Whether ``test`` holds at all ``bins(accuracy by bin)`` on enough seeds of ``arm``
+        (on every seed if ``every_seed``)."""
+        seeds = table.get(arm, {})
+        passing = [s for s, by_bin in sorted(seeds.items())
+                   if bins(by_bin) and all(test(by_bin[d]) for d in bins(by_bin))]
+        passed = (bool(seeds) and len(passing) == len(seeds) if every_seed else
+                  enough(len(passing), len(seeds)))
+        return Check(name, passed, f'{rule} on seeds {passing} of {sorted(seeds)}' if seeds
+                     else f'not run ({arm})')
+
+    return [
+        check('a. MambaOut learns inside its reach', accuracy, PLAIN, inside,
+              lambda a: a >= LEARNED, f'>= {LEARNED:g} % {at}'),
+        *(check(f'b. {arm} at chance beyond its reach ({reach[arm].pixel[1]} px)', accuracy,
+                arm, functools.partial(beyond, reach[arm]), lambda a: a <= AT_CHANCE,
+                f'<= {AT_CHANCE:g} % at every bin beyond', every_seed=True)
+          for arm in (PLAIN, PLAIN_K1)),
+        check('c. the global-pool control learns at every distance', accuracy, GLOBAL, list,
+              lambda a: a >= LEARNED, f'>= {LEARNED:g} % at every bin'),
+        check('d. MambaOut follows the marker', all3, PLAIN, inside, lambda a: a >= SUCCESS,
+              f'>= {SUCCESS:g} % right in all three colourings {at} (blanking the marker '
+              'leaves no evidence of the class: the colourings share every other pixel)'),
+    ]
+
+
+def fisher_greater(successes: Tuple[int, int], seeds: Tuple[int, int]) -> float:
+    """One-sided Fisher exact test: the probability of the first arm's successes or more if
+    both arms succeeded alike, all margins fixed."""
+    from scipy.stats import fisher_exact
+    (a, c), (n1, n2) = successes, seeds
+    return float(fisher_exact([[a, n1 - a], [c, n2 - c]], alternative='greater')[1])
+
+
+def success_counts(sweep: Sweep) -> Dict[str, Dict[int, Tuple[int, int]]]:
+    """arm → bin → (seeds at SUCCESS or more, seeds)."""
+    counts: Dict[str, Dict[int, Tuple[int, int]]] = {}
+    for arm, seeds in by_arm(sweep.results).items():
+        for by_bin in seeds.values():
+            for d, a in by_bin.items():
+                won, total = counts.setdefault(arm, {}).get(d, (0, 0))
+                counts[arm][d] = (won + (a >= SUCCESS), total + 1)
+    return counts
+
+
+def verdict(sweep: Sweep, reach: Dict[str, Reach], iters: int) -> List[str]:
+    """The decision rule (docs/longrange.md), for the k=7 and the k=1 pair: one line each."""
+    checks = controls(sweep, reach)
+    failed = [check.name for check in checks if not check.passed]
+    if failed:
+        return [f'Inconclusive: controls failed: {"; ".join(failed)}.']
+    accuracy, counts = by_arm(sweep.results), success_counts(sweep)
+    erf = {row_key(row): float(row['erf beyond, trained']) for row in sweep.cells}
+    learnt = [step for step in first_learnt(sweep.curves, GLOBAL).values() if step]
+    global_budget = statistics.median(learnt) if learnt else math.inf
+    lines = []
+    for scanning, bounded in PAIRS:
+        edge, seeds = reach[bounded].pixel[1], accuracy.get(scanning, {})
+        far = beyond(reach[bounded], counts.get(scanning, {}))
+        if not far:
+            lines.append(f'{scanning}: inconclusive: not run beyond {edge} px.')
+            continue
+        with_erf = [s for s in seeds if erf.get((scanning, s), 0) >= ERF_SHARE]
+        won = [d for d in far if enough(sum(seeds[s].get(d, 0) >= SUCCESS for s in with_erf),
+                                        len(seeds))]
+        if won:
+            lines.append(f'{scanning}: confirmed: the scan carries the evidence beyond the '
+                         f'convolutions\' reach ({edge} px), at {won[0]}–{won[-1]} px (>= '
+                         f'{SUCCESS:g} % and ERF mass >= {ERF_SHARE:g} beyond the reach on >= 4/5 '
+                         'of the seeds).')
+        elif (all(seeds[s][d] <= AT_CHANCE for s in seeds for d in far if d in seeds[s])
+              and iters >= BUDGET_RATIO * global_budget):
+            lines.append(f'{scanning}: refuted for this block and recipe: at chance beyond '
+                         f'{edge} px on every seed after {iters} iterations, '
+                         f'{iters / global_budget:.1f}x what the global control needed.')
+        else:
+            learnt_by = 'never' if math.isinf(global_budget) else f'by {global_budget:g}'
+            lines.append(f'{scanning}: inconclusive: neither >= {SUCCESS:g} % beyond {edge} px '
+                         'on >= 4/5 of the seeds with ERF mass there, nor at chance on every '
+                         f'seed at {BUDGET_RATIO}x the iterations the global control needed '
+                         f'(it learnt {learnt_by} of {iters}).')
+    return lines
 
 
 # ---------------------------------------------------------------- summaries
 
-def accuracy_by_distance(results: Sequence[dict]) -> Dict[Tuple[str, str], Dict[int, List]]:
-    """``{(setting, model): {distance: [aAcc of each seed]}}``."""
-    table: Dict[Tuple[str, str], Dict[int, List]] = {}
-    for row in results:
-        setting, model, distance, _ = row_key(row)
-        table.setdefault((setting, model), {}).setdefault(distance, []).append(
-            float(row['aAcc']))
-    return table
+TABLE_BINS = (16, 32, 64, 96, 128, 144, 160, 192, 224, 256, 272)
 
 
-def summary_table(results: Sequence[dict]) -> str:
-    """Markdown: target pixel accuracy (mean, and min–max over seeds) per distance."""
-    table = accuracy_by_distance(results)
-    distances = sorted({d for by_distance in table.values() for d in by_distance})
+def summary(sweep: Sweep, reach: Dict[str, Reach], iters: int) -> str:
+    """Markdown: controls first, then accuracy and success counts per arm and bin, Fisher's
+    test for each scanning arm against its bounded twin, and the verdict."""
+    accuracy, counts = by_arm(sweep.results), success_counts(sweep)
+    bins = [d for d in TABLE_BINS if any(d in c for c in counts.values())]
+    lines = ['Controls:', '']
+    lines += [f'- {"PASS" if c.passed else "FAIL"} {c.name}: {c.detail}'
+              for c in controls(sweep, reach)]
+    rows = []
+    for arm in ARMS:
+        if arm not in accuracy:
+            continue
+        cells = []
+        for d in bins:
+            values = [by_bin[d] for by_bin in accuracy[arm].values() if d in by_bin]
+            won, total = counts[arm].get(d, (0, 0))
+            cells.append(f'{statistics.mean(values):.1f} ({min(values):.0f}–{max(values):.0f}) '
+                         f'{won}/{total}' if values else '–')
+        rows.append([arm, len(accuracy[arm]), *cells])
+    lines += ['', f'Accuracy % per bin of distance to the marker (bins of {BIN_WIDTH} px from '
+              f'the one named): mean (min–max over seeds), seeds >= {SUCCESS:g} %; chance '
+              f'{CHANCE:.1f}:', '',
+              markdown_table(['arm', 'seeds', *(f'{d} px' for d in bins)], rows)]
+    fisher_rows = []
+    for scanning, bounded in PAIRS:
+        for d in bins:
+            if d in counts.get(scanning, {}) and d in counts.get(bounded, {}):
+                (a, n1), (c, n2) = counts[scanning][d], counts[bounded][d]
+                fisher_rows.append([f'{scanning} vs {bounded}', d, f'{a}/{n1}', f'{c}/{n2}',
+                                    f'{fisher_greater((a, c), (n1, n2)):.3g}'])
+    if fisher_rows:
+        lines += ['', "Fisher's exact test, one-sided (the scanning arm succeeds more often):",
+                  '', markdown_table(['pair', 'px', 'scanning', 'bounded', 'p'], fisher_rows)]
+    lines += ['', 'Verdict:', '', *(f'- {line}' for line in verdict(sweep, reach, iters))]
+    return '\n'.join(lines)
 
-    def cell(values):
-        if not values:
-            return '–'
-        mean = f'{statistics.mean(values):.1f}'
-        return mean if len(values) == 1 else f'{mean} ({min(values):.1f}–{max(values):.1f})'
 
-    rows = [[SETTINGS[setting], model, len(max(by_distance.values(), key=len)),
-             *(cell(by_distance.get(d, [])) for d in distances)]
-            for (setting, model), by_distance in sorted(table.items())]
-    return markdown_table(['setting', 'model', 'seeds', *(f'{d} px' for d in distances)], rows)
-
-
-def plot(results: Sequence[dict], curves: Sequence[dict], reach: Tuple[int, int],
-         path: Path) -> None:
-    """Top: target accuracy against distance, a line per setting and model, the seeds' spread as
-    a band, plain MambaOut's reach in the local setting shaded. Below: learning curves (training
-    accuracy as logged, validation accuracy as dots), one panel per distance."""
+def plot(sweep: Sweep, reach: Dict[str, Reach], path: Path) -> None:
+    """Top: accuracy against distance per arm (mean line, the seeds' spread as a band), each
+    bounded arm's reach marked. Bottom left: validation accuracy (mean over bins) against
+    iteration. Bottom right: ERF mass against distance, at initialisation and trained."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
-    table = accuracy_by_distance(results)
-    distances = sorted({d for by_distance in table.values() for d in by_distance})
-    colors = dict(zip(MODELS, ('tab:blue', 'tab:orange')))
-    styles = {'global': '--', 'local': '-'}
-    markers = {'global': 's', 'local': 'o'}  # the settings tell apart in greyscale too
-    fig = plt.figure(figsize=(max(10, 3 * len(distances)), 8.5))
-    grid_spec = fig.add_gridspec(2, max(1, len(distances)), height_ratios=[3, 2])
+    colors = dict(zip(ARMS, ('tab:blue', 'tab:orange', 'tab:cyan', 'tab:red', 'tab:green')))
+    fig = plt.figure(figsize=(12, 9))
+    grid_spec = fig.add_gridspec(2, 2, height_ratios=[3, 2])
     top = fig.add_subplot(grid_spec[0, :])
-    top.axvspan(*reach, color='grey', alpha=0.25,
-                label=f'plain MambaOut (b): receptive field reaches {reach[0]}–{reach[1]} px')
+    for arm, style in ((PLAIN, '--'), (PLAIN_K1, ':')):
+        if arm in reach:
+            least, most = reach[arm].pixel
+            top.axvline(most, color=colors[arm], linestyle=style,
+                        label=f'{arm}: an output pixel sees {least}–{most} px')
     top.axhline(CHANCE, color='black', linewidth=1, linestyle=':', label='chance')
-    for (setting, model), by_distance in sorted(table.items()):
-        xs = sorted(by_distance)
-        values = [by_distance[d] for d in xs]
-        top.plot(xs, [statistics.mean(v) for v in values], styles[setting],
-                 marker=markers[setting], color=colors[model],
-                 label=f'{model}, {SETTINGS[setting]}')
-        top.fill_between(xs, [min(v) for v in values], [max(v) for v in values],
-                         color=colors[model], alpha=0.15)
-    top.set_xlabel('marker–target distance (px of the model input)')
-    top.set_ylabel('target pixel accuracy (%)')
+    for arm, seeds in sorted(by_arm(sweep.results).items(), key=lambda kv: ARMS.index(kv[0])):
+        xs = sorted({d for by_bin in seeds.values() for d in by_bin})
+        values = [[by_bin[d] for by_bin in seeds.values() if d in by_bin] for d in xs]
+        centres = [d + BIN_WIDTH / 2 for d in xs]
+        top.plot(centres, [statistics.mean(v) for v in values], '-o', markersize=3,
+                 color=colors[arm], label=f"{arm} ({len(seeds)} seed{'s'[:len(seeds) > 1]})")
+        top.fill_between(centres, [min(v) for v in values], [max(v) for v in values],
+                         color=colors[arm], alpha=0.15)
+    top.set_xlabel('distance to the marker (px of the model input; bin centres)')
+    top.set_ylabel('pixel accuracy (%)')
     top.set_ylim(0, 102)
-    top.set_xticks(distances)
-    top.set_xlim(0, max(distances + [reach[1]]) + 16)
     top.legend(fontsize=8, loc='lower left')
     top.set_title('Long-range toy: accuracy against distance (band: spread over seeds)')
 
-    for column, distance in enumerate(distances):
-        ax = fig.add_subplot(grid_spec[1, column])
-        for (setting, model, _), by_cell in _curves_by_cell(curves, distance).items():
-            train = [(int(r['iter']), float(r['train acc'])) for r in by_cell
-                     if r.get('train acc') not in (None, '')]
-            val = [(int(r['iter']), float(r['val aAcc'])) for r in by_cell
-                   if r.get('val aAcc') not in (None, '')]
-            ax.plot(*zip(*train), styles[setting], color=colors[model], linewidth=0.8,
-                    alpha=0.6)
-            ax.plot(*zip(*val), 'o', color=colors[model], markersize=3)
-        ax.axhline(CHANCE, color='black', linewidth=1, linestyle=':')
-        ax.set_ylim(0, 102)
-        ax.set_title(f'{distance} px', fontsize=9)
-        ax.set_xlabel('iteration', fontsize=8)
-        if column == 0:
-            ax.set_ylabel('accuracy (%): train line, val dots', fontsize=8)
+    learning = fig.add_subplot(grid_spec[1, 0])
+    edge = reach[PLAIN].pixel[1] if PLAIN in reach else math.inf
+    steps: Dict[Tuple[str, int, bool], Dict[int, List[float]]] = {}
+    for row in sweep.curves:
+        if row.get('val accuracy') not in (None, ''):
+            far = int(row['distance']) > edge
+            steps.setdefault((*row_key(row), far), {}).setdefault(int(row['iter']), []).append(
+                float(row['val accuracy']))
+    for (arm, _, far), by_step in steps.items():
+        xs = sorted(by_step)
+        learning.plot(xs, [statistics.mean(by_step[x]) for x in xs], ':' if far else '-',
+                      color=colors[arm], alpha=0.6, linewidth=1)
+    learning.axhline(CHANCE, color='black', linewidth=1, linestyle=':')
+    learning.set_xlabel('iteration')
+    learning.set_ylabel(f'val accuracy (%), mean over bins\n<= {edge} px (solid), beyond (dotted)')
+    learning.set_ylim(0, 102)
+
+    erf = fig.add_subplot(grid_spec[1, 1])
+    masses: Dict[Tuple[str, str], Dict[int, List[float]]] = {}
+    for row in sweep.erf:
+        masses.setdefault((row['arm'], row['when']), {}).setdefault(
+            int(row['distance']), []).append(float(row['mass share']))
+    for (arm, when), by_distance in masses.items():
+        xs = sorted(by_distance)
+        erf.semilogy(xs, [max(statistics.mean(by_distance[x]), 1e-12) for x in xs],
+                     '--' if when == 'init' else '-', color=colors[arm], linewidth=1)
+    erf.set_xlabel('distance from the centre pixel (px)')
+    erf.set_ylabel('ERF mass share (dashed: init, solid: trained)')
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-def _curves_by_cell(curves: Sequence[dict], distance: int) -> Dict[tuple, List[dict]]:
-    """The curve rows at ``distance``, grouped by (setting, model, seed)."""
-    groups: Dict[tuple, List[dict]] = {}
-    for row in curves:
-        setting, model, row_distance, seed = row_key(row)
-        if row_distance == distance:
-            groups.setdefault((setting, model, seed), []).append(row)
-    return groups
