@@ -6,7 +6,8 @@
 #   make install WHEELHOUSE=DIR           without network, from a folder made by `make wheelhouse`
 #   make wheelhouse [WHEELHOUSE=DIR] [PYTHON_VERSION=3.12] [TORCH_VERSION=2.11.0]
 #                                         every download of `make install` but torch, for that Python
-#                                         (manylinux x86_64); TORCH_VERSION adds its torchvision (timm needs it)
+#                                         (manylinux x86_64); TORCH_VERSION adds its torchvision (timm needs it);
+#                                         plus fla-core, which only tools/gpu_check.sh's benchmark uses
 #   make lock                             rewrite requirements/lock.txt from .venv (after testing a change)
 #
 # mmcv's CUDA ops: see tools/install_mmcv.sh (FORCE_CUDA, CUDA_HOME, CUDA_FROM_PYPI, TORCH_CUDA_ARCH_LIST,
@@ -80,6 +81,8 @@ wheelhouse:
 ifneq ($(TORCH_VERSION),)
 	$(PYTHON) -m pip download --no-deps $(TARGET) torchvision==$(TORCHVISION_VERSION) -d $(WHEELHOUSE_DIR)
 endif
+# flash-linear-attention: not installed by `make install`; tools/gpu_check.sh compares the scan with it
+	$(PYTHON) -m pip download --no-deps $(TARGET) fla-core==0.6.0 -d $(WHEELHOUSE_DIR)
 	@echo "$(WHEELHOUSE_DIR): $$(ls $(WHEELHOUSE_DIR) | wc -l) files, $$(du -sh $(WHEELHOUSE_DIR) | cut -f1), for Python $(PYTHON_VERSION)$(if $(TORCH_VERSION), and torch $(TORCH_VERSION))"
 
 # Mask R-CNN + MambaOut-femto from scratch on the toy COCO set (generated in data/toy_coco).

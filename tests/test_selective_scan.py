@@ -5,6 +5,7 @@ triton cases in a subprocess with ``TRITON_INTERPRET=1``, which must be set befo
 """
 import itertools
 import os
+import re
 import subprocess
 import sys
 
@@ -26,8 +27,10 @@ def triton_usable():
     return torch.cuda.is_available() or INTERPRETED
 
 
-FAST_BACKENDS = ['chunked', pytest.param('triton', marks=pytest.mark.skipif(
-    not triton_usable(), reason='needs CUDA, or TRITON_INTERPRET=1 (test_triton_interpreter)'))]
+# the triton cases are GPU tests too: `pytest -m gpu` checks the compiled kernels against the
+# float64-derived references here, not only against the chunked backend (tests/test_gpu.py)
+FAST_BACKENDS = ['chunked', pytest.param('triton', marks=[pytest.mark.gpu, pytest.mark.skipif(
+    not triton_usable(), reason='needs CUDA, or TRITON_INTERPRET=1 (test_triton_interpreter)')])]
 
 
 def setting_for(backend):
@@ -64,20 +67,30 @@ def run(backend, inputs, **kwargs):
     return dict(out=out, last_state=last_state, **{f'grad_{k}': v.grad for k, v in leaves.items()})
 
 
-def assert_close(actual, expected, rel):
-    """Max error within ``rel`` of the tensor's largest value: the scan sums terms of every size."""
+def assert_close(actual, expected, rtol):
+    """Element by element, |actual - expected| <= rtol·|expected| + atol, for every tensor in
+    ``expected``. atol is rtol/100 of the largest |expected| in the element's row (the last axis:
+    one channel's sequence, or its states; a 1-D tensor's elements are rows of their own):
+    float32 leaves a sum's last digits uncertain relative to its largest terms, not to the sum,
+    where they cancel, and rows are independent computations, whose sizes may be orders of
+    magnitude apart (as with Δ = softplus(v) ≈ e^v in one channel and ≈ v in the next)."""
     for name in expected:
         assert actual[name].dtype == expected[name].dtype, name
-        a, e = actual[name].double(), expected[name].double()
+        a, e = actual[name].detach().double(), expected[name].detach().double()
         assert a.shape == e.shape, name
-        error = (a - e).abs().max().item()
-        assert error <= rel * e.abs().max().item(), f'{name}: max error {error:.3g}'
+        row_scale = e.abs() if e.dim() == 1 else e.abs().amax(-1, keepdim=True)
+        excess = (a - e).abs() - rtol * (e.abs() + row_scale / 100)
+        worst = excess.argmax()
+        assert excess.flatten()[worst] <= 0, (
+            f'{name}: {a.flatten()[worst].item():.6g} instead of {e.flatten()[worst].item():.6g} '
+            f'at {tuple(int(i) for i in torch.unravel_index(worst, e.shape))}')
 
 
 CASES = list(itertools.product((1, 16), (None, 1, 4), (False, True)))
+KERNEL_BACKENDS = [*FAST_BACKENDS, 'cpu']  # every backend but the reference
 
 
-@pytest.mark.parametrize('backend', FAST_BACKENDS)
+@pytest.mark.parametrize('backend', KERNEL_BACKENDS)
 @pytest.mark.parametrize('state,groups,options', CASES)
 @pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16], ids=['fp32', 'bf16'])
 def test_matches_reference(backend, state, groups, options, dtype):
@@ -136,7 +149,7 @@ def test_log_space_only_while_a_chunk_decays_at_most_e40(monkeypatch, step, used
     assert_close(run('chunked', inputs, chunk_size=16), run('reference', inputs), 1e-4)
 
 
-@pytest.mark.parametrize('backend', FAST_BACKENDS)
+@pytest.mark.parametrize('backend', KERNEL_BACKENDS)
 @pytest.mark.parametrize('step', [9.9, 20.])
 def test_gradients_where_each_step_forgets_almost_all(backend, step):
     # a_t = e^-step: a_t·h_{t-1} is below float32's resolution of h_t, so ∂/∂(Δ·A) must not be
@@ -146,7 +159,7 @@ def test_gradients_where_each_step_forgets_almost_all(backend, step):
     assert_close(run(backend, inputs, chunk_size=16), run('reference', inputs), 1e-4)
 
 
-@pytest.mark.parametrize('backend', FAST_BACKENDS)
+@pytest.mark.parametrize('backend', KERNEL_BACKENDS)
 @pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16], ids=['bf16', 'fp16'])
 def test_half_precision_large_delta_is_finite(monkeypatch, backend, dtype):
     # softplus(Δ) up to ~60 with A down to -e^2.5: decays of e^-700 underflow, nothing overflows
@@ -158,6 +171,34 @@ def test_half_precision_large_delta_is_finite(monkeypatch, backend, dtype):
     for name, value in actual.items():
         assert torch.isfinite(value).all(), name
     assert_close(actual, expected, 1e-2)
+
+
+@pytest.mark.parametrize('backend', KERNEL_BACKENDS)
+def test_softplus_on_both_sides_of_its_threshold(backend):
+    # delta + bias from about -60 to 60: softplus ≈ e^v (tiny Δ) up to v itself (torch switches to
+    # v above 20), with decays from ~1 down to exp's underflow to 0 (Δ·A < -87), in the backward too
+    setting = setting_for(backend)
+    inputs = make_inputs(state=4, **setting)
+    inputs['delta'] = 20 * torch.randn(inputs['delta'].shape,
+                                       generator=torch.Generator().manual_seed(2))
+    inputs['delta'] = inputs['delta'].to(setting['device'])
+    assert inputs['delta'].min() < -40 and inputs['delta'].max() > 40
+    assert_close(run(backend, inputs, delta_softplus=True),
+                 run('reference', inputs, delta_softplus=True), 1e-4)
+
+
+@pytest.mark.parametrize('backend', KERNEL_BACKENDS)
+def test_softplus_far_below_zero_is_e_to_the_v(backend):
+    """Channels 0-3 (groups 0 and 1) have v = delta + bias from -37 to -20, where softplus(v) =
+    log(1 + e^v) ≈ e^v: Δ from 1e-16 to 1e-9, not 0 (torch's softplus switches to v above 20 only).
+    Everything those channels make is as small; a tolerance relative to a tensor's largest value
+    would let it all be 0 (D = 0: D·u would hide the scan's part of y)."""
+    inputs = make_inputs(state=2, delta_scale=0.5, **setting_for(backend))
+    inputs['delta_bias'][:4] = -torch.tensor([22., 27., 32., 37.])
+    inputs['D'] = torch.zeros_like(inputs['D'])
+    expected = run_semantics(inputs)
+    assert expected['out'][:, :4].abs().max() < 1e-6 * expected['out'].abs().max()
+    assert_close(run(backend, inputs, delta_softplus=True), expected, 1e-4)
 
 
 @pytest.mark.parametrize('chunk_size', [2, 3, 5, 64])
@@ -325,14 +366,20 @@ def test_bad_backend_and_chunk_size():
                     reason='the triton cases run in this process')
 def test_triton_interpreter():
     """The triton cases on CPU, interpreted: fp32 and the large-Δ half-precision ones (bf16
-    matching adds nothing there: the casts are the dispatcher's, shared with chunked)."""
+    matching adds nothing there: the casts are the dispatcher's, shared with chunked). Every
+    case that the selection collects must pass, none skipped."""
     pytest.importorskip('triton')
     selection = 'triton and not interpreter and not compile and not (reference and bf16)'
-    result = subprocess.run(
-        [sys.executable, '-m', 'pytest', __file__, '-q', '-p', 'no:cacheprovider', '-k', selection],
-        env={**os.environ, 'TRITON_INTERPRET': '1'}, capture_output=True, text=True, timeout=900)
+    command = [sys.executable, '-m', 'pytest', __file__, '-q', '-p', 'no:cacheprovider', '-k',
+               selection]
+    collected = subprocess.run(command + ['--collect-only'], capture_output=True, text=True)
+    count = re.search(r'^(\d+)(?:/\d+)? tests? collected', collected.stdout, re.M)
+    assert count and int(count[1]) >= 20, collected.stdout[-3000:]
+    result = subprocess.run(command, env={**os.environ, 'TRITON_INTERPRET': '1'},
+                            capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert '24 passed' in result.stdout and 'skipped' not in result.stdout, result.stdout[-3000:]
+    assert f'{count[1]} passed' in result.stdout and 'skipped' not in result.stdout, \
+        result.stdout[-3000:]
 
 
 COMPILE_FOR_SM90 = """
@@ -340,28 +387,68 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 from mmambaout.ops import triton_scan
-for kernel in (triton_scan._forward_kernel, triton_scan._backward_kernel):
-    signature = {name: '*fp32' if name.endswith('_ptr') else 'i32' for name in kernel.arg_names
-                 if name not in ('BLOCK_D', 'BLOCK_N', 'CHUNK')}
-    for block_d, block_n in ((4, 1), (1, 16)):
-        constexprs = dict(BLOCK_D=block_d, BLOCK_N=block_n, CHUNK=64)
-        source = ASTSource(kernel, {**signature, **dict.fromkeys(constexprs, 'constexpr')},
-                           constexprs)
-        binary = triton.compile(source, target=GPUTarget('cuda', 90, 32))
-        print(kernel.__name__, block_d, block_n, len(binary.asm['cubin']))
+NATIVE = ('u_ptr', 'delta_ptr', 'B_ptr', 'C_ptr', 'y_ptr', 'grad_y_ptr', 'grad_u_ptr',
+          'grad_delta_ptr')  # read and written in the inputs' dtype
+CHUNKS = [dict(HAS_D=True, HAS_BIAS=True, SOFTPLUS=True, BLOCK_D=16, BLOCK_N=1, CHUNK=128),
+          dict(HAS_D=False, HAS_BIAS=False, SOFTPLUS=False, BLOCK_D=1, BLOCK_N=16, CHUNK=128)]
+LINKS = [dict(REVERSE=reverse, BLOCK_ROWS=8, BLOCK_CHUNKS=256) for reverse in (False, True)]
+for name, kernel in vars(triton_scan).items():
+    if not name.endswith('_kernel'):
+        continue
+    constexprs = LINKS if 'REVERSE' in kernel.arg_names else CHUNKS
+    for dtype in ('fp32', 'bf16'):
+        signature = {arg: (f'*{dtype}' if arg in NATIVE else '*fp32') if arg.endswith('_ptr')
+                     else 'i32' for arg in kernel.arg_names if arg not in constexprs[0]}
+        for meta in constexprs:
+            source = ASTSource(kernel, {**signature, **dict.fromkeys(meta, 'constexpr')}, meta)
+            binary = triton.compile(source, target=GPUTarget('cuda', 90, 32),
+                                    options=dict(num_warps=8))
+            print(name, dtype, len(binary.asm['cubin']))
 """
 
 
 def test_triton_kernels_compile_for_an_h100(tmp_path):
     """The interpreter runs the kernels' Python; this runs Triton's compiler down to an sm_90
-    binary (no GPU needed), which rejects what the interpreter lets through."""
+    binary (no GPU needed), which rejects what the interpreter lets through: every kernel, fp32
+    and bf16 inputs, both tile shapes (or both directions of the link)."""
     pytest.importorskip('triton')
     result = subprocess.run([sys.executable, '-c', COMPILE_FOR_SM90], capture_output=True,
                             text=True, timeout=600,
                             env={**{k: v for k, v in os.environ.items() if k != 'TRITON_INTERPRET'},
                                  'TRITON_CACHE_DIR': str(tmp_path)})
     assert result.returncode == 0, result.stderr[-3000:]
-    assert len(result.stdout.split()) == 4 * 4, result.stdout  # 2 kernels x 2 tile shapes
+    compiled = [line.split()[:2] for line in result.stdout.splitlines()]
+    assert len(compiled) == 5 * 2 * 2, result.stdout  # 5 kernels x 2 dtypes x 2 variants
+
+
+@pytest.mark.parametrize('backend', FAST_BACKENDS[1:])
+def test_triton_links_chunks_across_blocks(monkeypatch, backend):
+    """11 chunks of 2 through a link kernel that takes 4 chunks at a time: the state (and the
+    adjoint) carried from one block of chunks to the next, forward and backward."""
+    from mmambaout.ops import triton_scan
+    monkeypatch.setattr(triton_scan, '_LINK_CHUNKS', 4)
+    inputs = make_inputs(state=2, groups=2, **setting_for(backend))
+    assert_close(run(backend, inputs, delta_softplus=True, chunk_size=2),
+                 run('reference', inputs, delta_softplus=True), 1e-4)
+
+
+@pytest.mark.parametrize('backend', FAST_BACKENDS[1:])
+def test_triton_reads_half_inputs_as_they_are(monkeypatch, backend):
+    """bf16 u, delta, B and C reach the kernels as bf16 (half the bytes of fp32 copies) and y and
+    the gradients come back in the inputs' dtypes (without a gate z: with one, y stays float32
+    until gated, test_matches_reference)."""
+    from mmambaout.ops import triton_scan
+    seen, solve = [], triton_scan.forward
+    monkeypatch.setattr(triton_scan, 'forward',
+                        lambda u, delta, A, B, C, *rest: seen.append(
+                            (u.dtype, delta.dtype, B.dtype, C.dtype)) or
+                        solve(u, delta, A, B, C, *rest))
+    inputs = make_inputs(dtype=torch.bfloat16, **setting_for(backend))
+    del inputs['z']
+    result = run(backend, inputs, delta_softplus=True)
+    assert seen == [(torch.bfloat16,) * 4]
+    for name in ('u', 'delta', 'B', 'C'):
+        assert result[f'grad_{name}'].dtype == torch.bfloat16, name
 
 
 def test_flops_count_the_scan():

@@ -10,7 +10,8 @@
 # CUDA ops: built when a GPU is visible or FORCE_CUDA=1 (FORCE_CUDA=0: CPU ops only), with the
 # compiler of $CUDA_HOME, else the nvcc on PATH; CUDA_FROM_PYPI=1 instead assembles one from
 # PyPI's compiler wheels for torch's CUDA version plus the headers of torch's own nvidia-* wheels.
-# Archs: TORCH_CUDA_ARCH_LIST (e.g. "9.0" or "8.0;9.0"), else those of the visible GPUs.
+# Archs: TORCH_CUDA_ARCH_LIST (e.g. "9.0" or "8.0;9.0"; 9.0a is built as 9.0), else those of the
+# visible GPUs.
 # Compiles with MAX_JOBS (default: all cores). Offline, point pip at a wheelhouse that holds the
 # sdist: PIP_NO_INDEX=1 PIP_FIND_LINKS=DIR. --wheel-only builds (or finds) the wheel, prints its
 # path and installs nothing.
@@ -65,6 +66,14 @@ if [ "$with_cuda" = 1 ]; then
         [ "$gpu_archs" != none ] || fail "FORCE_CUDA=1 without a visible GPU: name the GPU archs to compile for, e.g. TORCH_CUDA_ARCH_LIST=9.0 (H100/H200) or \"8.0;9.0\""
         archs=$gpu_archs
     fi
+    # X.Ya and X.Yf add arch-specific instructions (sm_90a: wgmma, setmaxnreg) that mmcv's kernels
+    # never use, and an X.Y binary runs on every GPU that an X.Ya or X.Yf one runs on: build (and
+    # cache) X.Y. Saying so: the key then ends in -sm90 where TORCH_CUDA_ARCH_LIST says 9.0a.
+    generic_archs=$(echo "$archs" | sed -E 's/([0-9]+\.[0-9]+)[af]/\1/g')
+    if [ "$generic_archs" != "$archs" ]; then
+        echo "install_mmcv.sh: TORCH_CUDA_ARCH_LIST=$archs: mmcv's kernels use no arch-specific instructions, so they are built for $generic_archs, which runs on every GPU that $archs runs on" >&2
+        archs=$generic_archs
+    fi
     if [ "${CUDA_FROM_PYPI:-0}" = 1 ]; then
         assemble_cuda_from_pypi
     elif [ -z "${CUDA_HOME:-}" ] && command -v nvcc >/dev/null; then
@@ -83,11 +92,38 @@ else
     what="CPU ops only"
 fi
 
+# The cached wheels, each with the settings that select it (their key's parts, read back).
+cached_wheels() {
+    local dir key build cuda archs
+    for dir in "$CACHE"/wheels/mmcv-*; do
+        ls "$dir"/mmcv-*.whl >/dev/null 2>&1 || continue
+        key=${dir##*/}
+        build=${key#"mmcv-$MMCV_VERSION-torch$torch_version-"}  # cpu or cuda13.0-sm80-sm90ptx
+        if [ "$build" = "$key" ]; then
+            echo "    $key (another mmcv or torch)"
+        elif [ "$build" = cpu ]; then
+            echo "    $key (CPU ops only: FORCE_CUDA=0)"
+        else
+            cuda=${build%%-*}
+            archs=$(echo "${build#*-}" | tr - '\n' | sed -E -e 's/^sm([0-9]+)([0-9])/\1.\2/' \
+                -e 's/ptx$/+PTX/' | paste -sd';' -)
+            echo "    $key (CUDA ${cuda#cuda} ops: TORCH_CUDA_ARCH_LIST='$archs')"
+        fi
+    done
+}
+
 cache=$CACHE/wheels/mmcv-$MMCV_VERSION-torch$torch_version-$variant
 if ! ls "$cache"/mmcv-*.whl >/dev/null 2>&1; then
     work=$(mktemp -d)
     trap 'rm -rf "$work"' EXIT
-    "$PYTHON" -m pip download --no-deps --no-build-isolation --no-binary :all: "mmcv==$MMCV_VERSION" -d "$work"
+    "$PYTHON" -m pip download --no-deps --no-build-isolation --no-binary :all: "mmcv==$MMCV_VERSION" -d "$work" ||
+        fail "no mmcv $MMCV_VERSION wheel is cached for this build, and pip could not fetch mmcv's source (above)
+  looked for: $cache (torch $torch_version, $what)
+  cached in $CACHE/wheels:
+$(cached_wheels | grep . || echo '    nothing')
+Either choose a cached wheel with the settings beside it, or give pip mmcv's source to build this one:
+offline, mmcv-$MMCV_VERSION.tar.gz in PIP_FIND_LINKS (now '${PIP_FIND_LINKS:-}'; make wheelhouse puts it
+there), online, without PIP_NO_INDEX."
     tar -xzf "$work"/mmcv-$MMCV_VERSION.tar.gz -C "$work"
     sed -i 's/-std=c++17/-std=c++20/g' "$work/mmcv-$MMCV_VERSION/setup.py"
     jobs=${MAX_JOBS:-$(nproc)}

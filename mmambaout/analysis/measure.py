@@ -1,4 +1,5 @@
-"""Latency and peak memory of one call, and interleaved timing of several.
+"""Latency and peak memory of one call, interleaved timing of several, and the time of a
+runner's training iterations.
 
 Callers choose the grad mode (``torch.inference_mode()`` for inference) around these calls.
 Clocks: 'wall' (elapsed time, GPU work included) or 'cpu' (this process's CPU time: on a CPU
@@ -12,6 +13,7 @@ import time
 from typing import Callable, Dict, List
 
 import torch
+from mmengine.hooks import Hook
 from mmengine.utils import ProgressBar
 
 Run = Callable[[], object]
@@ -98,3 +100,43 @@ def interleaved_times(runs: Dict[str, Run], device: torch.device, repeats: int,
     if bar:
         print()
     return times
+
+
+class LoopClock(Hook):
+    """Times a runner's training loop in rounds: each round runs ``warmup`` iterations, then
+    ``iterations`` timed ones, from the end of the last warm-up iteration to the end of the round's
+    last, on ``clock`` (as ``timed``: wall time includes GPU work). Registered with the lowest
+    priority, it marks the end of an iteration after every other hook: the time counts the whole
+    loop (data loading, hooks, logging). At the end of a round, off the clock, ``after_round`` gets
+    the timed iterations' data batches (to time the model's step alone on them, interleaved with
+    the loop).
+    """
+    priority = 'LOWEST'
+
+    def __init__(self, warmup: int, iterations: int, device: torch.device,
+                 after_round: Callable[[list], None], clock: str = 'wall') -> None:
+        if clock == 'cpu' and torch.device(device).type != 'cpu':
+            raise ValueError('CPU time leaves out GPU work: time GPU runs on the wall clock')
+        if warmup < 1 or iterations < 1:
+            raise ValueError(f'LoopClock needs warmup >= 1 and iterations >= 1, got {warmup} and '
+                             f'{iterations}: a round starts its clock at the end of a warm-up '
+                             'iteration.')
+        self.warmup, self.iterations, self.device = warmup, iterations, device
+        self.after_round, self.now = after_round, CLOCKS[clock]
+        self.seconds: List[float] = []  # per round
+        self.batches: list = []
+        self.start = 0.
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        # runner.iter counts this iteration only after its hooks: it is the 0-based index here
+        position = runner.iter % (self.warmup + self.iterations) + 1
+        if position == self.warmup:
+            synchronize(self.device)
+            self.start = self.now()
+        elif position > self.warmup:
+            self.batches.append(data_batch)
+            if position == self.warmup + self.iterations:
+                synchronize(self.device)
+                self.seconds.append(self.now() - self.start)
+                self.after_round(self.batches)
+                self.batches = []

@@ -51,8 +51,13 @@ def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
         raise ValueError(f'selective_scan: chunk_size must be an int >= 2, got {chunk_size!r}')
     kernel = _kernel(backend, u)
     dtype = u.dtype
-    u, delta, A, B, C, D, z, delta_bias = (None if t is None else t.float().contiguous()
-                                           for t in (u, delta, A, B, C, D, z, delta_bias))
+    # a kernel with NATIVE_DTYPES reads half inputs as they are and writes y in u's dtype;
+    # with a gate, y stays float32 until gated, so that it is rounded once
+    native = getattr(kernel, 'NATIVE_DTYPES', False) and z is None
+    u, delta, B, C = (t.contiguous() if native else t.float().contiguous()
+                      for t in (u, delta, B, C))
+    A, D, z, delta_bias = (None if t is None else t.float().contiguous()
+                           for t in (A, D, z, delta_bias))
     if kernel is None:
         out, last_state = selective_scan_reference(u, delta, A, B, C, D, z, delta_bias,
                                                    delta_softplus)
@@ -79,11 +84,12 @@ class SelectiveScan(torch.autograd.Function):
     ``kernel`` is a backend module with ``forward(u, delta, A, B, C, chunk_size)`` returning
     (y, last state, residuals, backward), where ``backward(grad_y, grad_last_state, u, delta, A, B,
     C, *residuals)`` returns the five gradients: a backend may solve a call one of several ways,
-    and its forward says which backward undoes it. A module with ``FUSED = True`` (cpu_scan) takes
-    more: ``forward(u, delta, A, B, C, D, delta_bias, delta_softplus, chunk_size)`` with delta not
+    and its forward says which backward undoes it. A module with ``FUSED = True`` (cpu_scan,
+    triton_scan) takes more: ``forward(u, delta, A, B, C, D, delta_bias, delta_softplus, chunk_size)`` with delta not
     yet discretised, adds D·u itself, and its backward, given D and delta_bias after C, also
     returns their gradients; ``selective_scan`` discretises Δ for the other modules and passes no
-    delta_bias here. Whatever the backend, a jit trace shows one ``prim::PythonOp.SelectiveScan``
+    delta_bias here. A module with ``NATIVE_DTYPES = True`` (triton_scan) gets u, delta, B and C
+    in their own dtypes (it computes in float32) and returns y in u's. Whatever the backend, a jit trace shows one ``prim::PythonOp.SelectiveScan``
     node, which ``flops.py`` counts.
     """
 

@@ -30,7 +30,7 @@ class GatedCNNBlock(nn.Module):
         hidden = int(expansion_ratio * dim)
         conv_channels = int(conv_ratio * dim)
         self.hidden = hidden
-        self.identity_channels = hidden - conv_channels
+        self.identity_channels, self.conv_channels = hidden - conv_channels, conv_channels
         self.norm = nn.LayerNorm(dim, eps=eps)
         self.fc1 = nn.Linear(dim, 2 * hidden)
         self.act = nn.GELU()
@@ -47,11 +47,17 @@ class GatedCNNBlock(nn.Module):
         return c.permute(0, 2, 3, 1) if self.ssm is None else self.ssm(F.silu(c))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        g, ic = torch.split(self.fc1(self.norm(x)), self.hidden, dim=-1)
+        h = self.fc1(self.norm(x))
+        if torch.is_grad_enabled():
+            # as timm: one split and one cat, whose backwards are a cat and a split (slicing c
+            # out of (i, c) would cost a zero-filled gradient per slice), and no in-place
+            # product (autograd would keep a copy of act(g) for it)
+            g, i, c = torch.split(h, (self.hidden, self.identity_channels, self.conv_channels),
+                                  dim=-1)
+            gated = self.act(g) * torch.cat((i, self.mix_tokens(c)), dim=-1)
+            return self.drop_path(self.fc2(gated)) + x
+        # inference: write the mixed channels back in place, saving a full-size concat
+        g, ic = torch.split(h, self.hidden, dim=-1)
         c = ic[..., self.identity_channels:]
-        mixed = self.mix_tokens(c)
-        if torch.is_grad_enabled():  # autograd still needs fc1's output (the gate): no overwrite
-            ic = torch.cat((ic[..., :self.identity_channels], mixed), dim=-1)
-        else:  # inference: write the mixed channels back in place, saving a full-size concat
-            c.copy_(mixed)
+        c.copy_(self.mix_tokens(c))
         return self.drop_path(self.fc2(self.act(g).mul_(ic))).add_(x)
