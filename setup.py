@@ -24,8 +24,9 @@ setup(
     install_requires=read_requirements('runtime.txt'),
     extras_require={'tests': read_requirements('tests.txt')},
     # the CPU selective scan (mmambaout/ops/cpu_scan.py): -fopenmp-simd for its `omp simd`
-    # reductions only (no OpenMP runtime); no -march: it picks its instruction set when it loads;
-    # -g0: Python's -g would make it 11 MB
+    # reductions only (no OpenMP runtime); no -march: it compiles its hot functions for several
+    # instruction sets itself and runs one it picks when it loads; -g0: Python's -g would make it
+    # 11 MB
     ext_modules=[CppExtension('mmambaout.ops._selective_scan_cpu',
                               ['mmambaout/ops/csrc/selective_scan_cpu.cpp'],
                               extra_compile_args=['-O3', '-fopenmp-simd', '-g0'])],

@@ -1,9 +1,14 @@
 """What MambaOut and VMamba share through HierarchicalBackbone: freezing, activation
 checkpointing, stochastic depth and argument checks, tested once for both."""
+import itertools
+
 import pytest
 import torch
+from timm.models.mambaout import GatedConvBlock
 
 from mmambaout.models.backbones import MambaOut, VMamba
+from mmambaout.models.layers import VSSBlock
+from test_vmamba import perturb
 
 SMALL_ARCHS = {
     MambaOut: dict(depths=(1, 2, 1, 1), dims=(8, 16, 24, 32)),
@@ -68,6 +73,53 @@ def test_drop_path_rates_rise_linearly(backbone):
     blocks = [b for stage in build(backbone, drop_path_rate=0.3).stages for b in stage]
     assert isinstance(blocks[0].drop_path, torch.nn.Identity)
     assert [b.drop_path.drop_prob for b in blocks[1:]] == pytest.approx([0.075, 0.15, 0.225, 0.3])
+
+
+def residual_branches(block):
+    """The block's residual branches in order, as functions apart from its forward: VMamba's
+    SS2D(norm(x)) and MLP(norm2(x)) from its own modules (each checked against VMamba v2's
+    equations in test_vmamba.py), MambaOut's from timm's Gated CNN block (its output less its
+    input: ours computes the branch inside its forward)."""
+    if isinstance(block, VSSBlock):
+        return [lambda x: block.op(block.norm(x)), lambda x: block.mlp(block.norm2(x))]
+    timm_block = GatedConvBlock(block.fc2.out_features).eval()
+    timm_block.load_state_dict(block.state_dict())
+    return [lambda x: timm_block(x) - x]
+
+
+def residual_outcomes(x, branches, scale):
+    """{keeps: output} for x through the residual branches in turn, for every pattern of kept (1)
+    and dropped (0) branches, each kept branch's output scaled by ``scale``."""
+    outcomes = {(): x}
+    for branch in branches:
+        outcomes = {keeps + (keep, ): h + keep * scale * added
+                    for keeps, h in outcomes.items() for added in [branch(h)] for keep in (0, 1)}
+    return outcomes
+
+
+@backbones
+def test_drop_path_drops_whole_branches_per_sample(backbone):
+    """The last block (drop probability p = drop_path_rate = 0.4), on 1000 samples: in training
+    each residual branch of each sample is dropped (adds 0) with probability p, one draw per
+    branch, or kept and scaled by 1/(1 - p); in evaluation every branch is kept, unscaled."""
+    torch.manual_seed(0)
+    block = perturb(build(backbone, drop_path_rate=0.4).stages[3][-1])
+    branches, p = residual_branches(block), 0.4
+    x = torch.randn(1000, 1, 2, 32)
+    with torch.no_grad():
+        kept_unscaled = residual_outcomes(x[:100], branches, 1.)[(1, ) * len(branches)]
+        torch.testing.assert_close(block.eval()(x[:100]), kept_unscaled)
+        outcomes = residual_outcomes(x, branches, 1 / (1 - p))
+        out = block.train()(x)
+    errors = torch.stack([(out - h).abs().flatten(1).amax(1) for h in outcomes.values()])
+    error, match = errors.min(0)
+    assert (error < 1e-4).all(), f'{(error >= 1e-4).sum()} samples are no pattern of dropped and ' \
+        f'kept-and-rescaled branches (off by up to {error.max():.3g})'
+    assert errors.kthvalue(2, 0).values.min() > 1e-2  # and each just one
+    dropped = 1 - torch.tensor(list(outcomes))[match].float()  # (sample, branch)
+    assert (dropped.mean(0) - p).abs().max() < 0.07, dropped.mean(0)  # 4.5 standard deviations
+    if len(branches) == 2:  # one draw per branch: both dropped with probability p²
+        assert (dropped.prod(1).mean() - p**2).abs() < 0.05, dropped.prod(1).mean()
 
 
 @backbones

@@ -11,13 +11,12 @@ import subprocess
 import pytest
 import torch
 
+from helpers import REPO, TOY_DET_CONFIG, run_test, toy_options
 from mmambaout.models.backbones import MambaOut
-from test_released_weights import server  # noqa: F401  (fixture)
-from test_reliability import (CONFIG, REPO, restore_checkpoint_loader,  # noqa: F401
-                              run_test, toy_options, toy_root)
 
-# Loaded by the runs through custom_imports: after training, every rank saves its parameters and
-# the ids of the images it trained on.
+# Loaded by the runs through custom_imports: every rank saves its parameters before and after
+# training (initialised and loaded: the pretrained backbone is in) and the ids of the images it
+# trained on.
 RANK_HOOK = '''
 import torch
 from mmengine.dist import get_rank
@@ -25,18 +24,21 @@ from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
 
+def parameters(runner):
+    model = getattr(runner.model, 'module', runner.model)  # inside DistributedDataParallel
+    return {name: p.detach().clone() for name, p in model.named_parameters()}
+
+
 @HOOKS.register_module()
 class SaveEveryRankHook(Hook):
     def before_train(self, runner):
-        self.img_ids = []
+        self.img_ids, self.start = [], parameters(runner)
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
         self.img_ids += [sample.img_id for sample in data_batch['data_samples']]
 
     def after_train(self, runner):
-        model = getattr(runner.model, 'module', runner.model)  # inside DistributedDataParallel
-        params = {name: p.detach().clone() for name, p in model.named_parameters()}
-        torch.save(dict(params=params, img_ids=self.img_ids),
+        torch.save(dict(start=self.start, params=parameters(runner), img_ids=self.img_ids),
                    f'{runner.work_dir}/rank{get_rank()}.pth')
 '''
 
@@ -65,14 +67,15 @@ def boxes_by_image(path) -> dict:
 
 
 @pytest.mark.slow
-def test_two_processes_train_evaluate_and_test_on_cpu(tmp_path, toy_root, server):  # noqa: F811
+def test_two_processes_train_evaluate_and_test_on_cpu(tmp_path, toy_root, server):
     work_dir, options = tmp_path / 'work', toy_options(toy_root)
     torch.manual_seed(0)
     # each answer waits 5 s: a second process starting the same download would ask meanwhile
-    url = server.serve('mambaout_femto.pth', MambaOut('femto').state_dict(), delay=5)
+    pretrained = MambaOut('femto').state_dict()
+    url = server.serve('mambaout_femto.pth', pretrained, delay=5)
     (tmp_path / 'save_every_rank.py').write_text(RANK_HOOK)
     config = tmp_path / 'toy_with_rank_hook.py'
-    config.write_text(f"_base_ = [{CONFIG!r}]\n"
+    config.write_text(f"_base_ = [{TOY_DET_CONFIG!r}]\n"
                       "custom_imports = dict(imports=['mmambaout', 'save_every_rank'], "
                       "allow_failed_imports=False)\n"
                       "custom_hooks = [dict(type='SaveEveryRankHook')]\n"
@@ -96,8 +99,17 @@ def test_two_processes_train_evaluate_and_test_on_cpu(tmp_path, toy_root, server
     assert ranks[0]['params'].keys() == ranks[1]['params'].keys()
     for name, value in ranks[0]['params'].items():
         assert torch.equal(value, ranks[1]['params'][name]), name
+    # ... and not the weights they started from, the downloaded backbone's: every tensor moved,
+    # norms and biases too (no weight decay on them: only gradients move them)
+    start = ranks[0]['start']
+    for name, value in pretrained.items():
+        assert torch.equal(start[f'backbone.{name}'], value), name
+    assert start.keys() == ranks[0]['params'].keys()
+    unmoved = [name for name, value in start.items()
+               if torch.equal(value, ranks[0]['params'][name])]
+    assert not unmoved, f'{len(unmoved)} of {len(start)} tensors kept their start: {unmoved[:5]}'
 
-    run_script('dist_test.sh', CONFIG, str(work_dir / 'epoch_1.pth'), '2',
+    run_script('dist_test.sh', TOY_DET_CONFIG, str(work_dir / 'epoch_1.pth'), '2',
                '--work-dir', str(work_dir), '--out', str(tmp_path / 'two.pkl'),
                '--cfg-options', *options, pythonpath=tmp_path,
                torch_home=tmp_path / 'torch_home')

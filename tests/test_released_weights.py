@@ -4,11 +4,7 @@ release files, and whole published detectors / segmentors in VMamba's key layout
 converted, neck and heads kept). The runs of tools/test.py and tools/train.py on such files are
 in test_released_weights_e2e.py."""
 import argparse
-import http.server
-import io
 import re
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -16,82 +12,16 @@ import torch
 from mmengine.config import Config
 from mmengine.runner import CheckpointLoader
 
+from helpers import REPO, SMALL_VMAMBA, in_vmamba_layout, load_tool, toy_vmamba_config
 from mmambaout.analysis.models import build_model
 from mmambaout.models.backbones import MambaOut, VMamba
 from mmambaout.models.checkpoint import convert_backbone_keys
 from mmambaout.utils import runtime
 from mmambaout.utils.checkpoint_io import CheckpointDownloadError, use_checkpoint_loader
 from test_analysis import COCO_KEYS, write_run
-from test_reliability import restore_checkpoint_loader  # noqa: F401  (autouse fixture)
-from test_tools import load_tool
-from test_vmamba import log_text  # noqa: F401  (fixture)
 
-REPO = Path(__file__).resolve().parents[1]
 SMALL_MAMBAOUT = dict(depths=(1, 1, 2, 1), dims=(8, 16, 24, 32))
-SMALL_VMAMBA = dict(depths=(1, 1, 2, 1), dims=(16, 32, 64, 128), ssm_ratio=2.0, d_state=1)
 SCRATCH = '--cfg-options model.backbone.init_cfg=None'
-
-
-# ---------------------------------------------------------------- a real HTTP server
-
-class CheckpointServer:
-    """An HTTP server on 127.0.0.1 (a free port) in this process: serves ``files`` by name and
-    404 for other names; a name in ``cut`` is sent with its full Content-Length but only half
-    its body, then the connection closes (a download that breaks off); a name in ``delays``
-    is answered that many seconds late."""
-
-    def __init__(self):
-        self.files, self.cut, self.delays, self.requests = {}, set(), {}, []
-        server = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):  # HTTP/1.0: one request a connection
-            def do_GET(self):
-                name = self.path.lstrip('/')
-                server.requests.append(name)
-                if name not in server.files:
-                    self.send_error(404)
-                    return
-                body = server.files[name]
-                time.sleep(server.delays.get(name, 0))
-                self.send_response(200)
-                self.send_header('Content-Length', str(len(body)))
-                self.end_headers()
-                self.wfile.write(body[:len(body) // 2] if name in server.cut else body)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Handler)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def serve(self, name: str, checkpoint, cut: bool = False, delay: float = 0) -> str:
-        """Serve ``torch.save(checkpoint)`` as ``name``; its URL."""
-        buffer = io.BytesIO()
-        torch.save(checkpoint, buffer)
-        self.files[name] = buffer.getvalue()
-        self.delays[name] = delay
-        if cut:
-            self.cut.add(name)
-        return f'http://127.0.0.1:{self.httpd.server_port}/{name}'
-
-    def stop(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-@pytest.fixture
-def server(monkeypatch):
-    monkeypatch.setenv('no_proxy', '127.0.0.1')  # a proxy set for the machine must not see it
-    checkpoint_server = CheckpointServer()
-    yield checkpoint_server
-    checkpoint_server.stop()
-
-
-@pytest.fixture
-def cache(tmp_path, monkeypatch) -> Path:
-    """torch.hub's checkpoint cache, under a fresh TORCH_HOME."""
-    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))
-    return tmp_path / 'torch_home' / 'hub' / 'checkpoints'
 
 
 def cache_files(cache: Path) -> list:
@@ -219,48 +149,6 @@ def test_configs_name_the_release_files_of_their_arch(size):
 
 
 # ---------------------------------------------------------------- whole models
-
-def ours_to_vmamba(key: str) -> str:
-    """A key of our VMamba backbone → VMamba's own (its Backbone_VSSM), written from VMamba's
-    module layout: patch_embed = Sequential(conv, Permute, LN, Permute, GELU, conv, Permute, LN);
-    layers.i = (blocks, downsample = Sequential(Permute, conv, Permute, LN)) with the
-    downsampling into stage i + 1 at the end of layers.i; outnorm{i} on the outputs."""
-    parts = key.split('.')
-    if parts[0] == 'downsample_layers' and parts[1] == '0':
-        index = {'conv1': 0, 'norm1': 2, 'conv2': 5, 'norm2': 7}[parts[2]]
-        return f'patch_embed.{index}.{parts[3]}'
-    if parts[0] == 'downsample_layers':
-        index = {'conv': 1, 'norm': 3}[parts[2]]
-        return f'layers.{int(parts[1]) - 1}.downsample.{index}.{parts[3]}'
-    if parts[0] == 'stages':
-        return '.'.join(['layers', parts[1], 'blocks', *parts[2:]])
-    assert parts[0] in ('norm0', 'norm1', 'norm2', 'norm3'), key
-    return '.'.join([f'outnorm{parts[0][-1]}', *parts[1:]])
-
-
-def in_vmamba_layout(state: dict) -> dict:
-    """A whole model's state dict as VMamba's own detector or segmentor names it."""
-    return {('backbone.' + ours_to_vmamba(k[len('backbone.'):]) if k.startswith('backbone.')
-             else k): v for k, v in state.items()}
-
-
-def toy_vmamba_config(tmp_path: Path, task: str, arch: dict = SMALL_VMAMBA,
-                      name: str = 'vmamba') -> Path:
-    """The toy detection or segmentation config with a small VMamba, written to
-    ``tmp_path/{task}_{name}_toy.py``."""
-    dims = list(arch['dims'])
-    if task == 'det':
-        base, heads = 'mask_rcnn_mambaout_femto_toy.py', f'neck=dict(in_channels={dims})'
-    else:
-        base = 'upernet_mambaout_femto_toy.py'
-        heads = (f'decode_head=dict(in_channels={dims}), '
-                 f'auxiliary_head=dict(in_channels={dims[2]})')
-    path = tmp_path / f'{task}_{name}_toy.py'
-    path.write_text(f"_base_ = ['{REPO / 'configs' / 'toy' / base}']\n"
-                    f"model = dict(backbone=dict(_delete_=True, type='VMamba', arch={arch!r}), "
-                    f'{heads})\n')
-    return path
-
 
 def test_whole_model_backbone_is_converted_and_the_rest_kept(tmp_path, log_text):
     model = build_model(Config.fromfile(toy_vmamba_config(tmp_path, 'det')))

@@ -1,8 +1,9 @@
 """End to end, as a user with VMamba's released Mask R-CNN / UperNet files: tools/test.py on the
 toy COCO and toy ADE20K sets predicts from a whole model in VMamba's key layout, served by URL
-from 127.0.0.1, exactly what it predicts from the same weights in ours (a local file); a file of another arch stops at its first mismatching
-key; fine-tuning with ``load_from`` starts from the file's weights. The files are made from a
-randomly initialised toy model of ours by the test's own inverse key mapping."""
+from 127.0.0.1, exactly what it predicts from the same weights in ours (a local file); a file of
+another arch stops at its first mismatching key; fine-tuning with ``load_from`` starts from the
+file's weights. The files are made from a randomly initialised toy model of ours by the test's
+own inverse key mapping (helpers.in_vmamba_layout)."""
 import pickle
 from pathlib import Path
 
@@ -11,14 +12,10 @@ import pytest
 import torch
 from mmengine.config import Config
 
+from helpers import (LOADERS, SMALL_VMAMBA, in_vmamba_layout, log_of, test_tool, toy_options,
+                     toy_vmamba_config, train_tool)
 from mmambaout.analysis.models import build_model
 from mmambaout.datasets import make_toy_ade
-from test_released_weights import (SMALL_VMAMBA, cache, in_vmamba_layout,  # noqa: F401
-                                    server, toy_vmamba_config)
-from test_reliability import (restore_checkpoint_loader, test_tool, toy_options,  # noqa: F401
-                              toy_root, train_tool)
-
-SEG_LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 
 
 def released_files(tmp_path: Path, config: Path):
@@ -52,11 +49,6 @@ def assert_same(ours, theirs, where='predictions'):
         assert ours == theirs, where
 
 
-def log_of(work_dir: Path) -> str:
-    (path, ) = work_dir.glob('*/*.log')
-    return path.read_text()
-
-
 @pytest.fixture(scope='module')
 def toy_ade_root(tmp_path_factory):
     root = tmp_path_factory.mktemp('toy_ade')
@@ -65,7 +57,7 @@ def toy_ade_root(tmp_path_factory):
 
 
 def seg_options(root: Path) -> list:
-    return [f'{loader}.{setting}' for loader in SEG_LOADERS for setting in (
+    return [f'{loader}.{setting}' for loader in LOADERS for setting in (
         f'dataset.data_root={root}', 'num_workers=0', 'persistent_workers=False')]
 
 

@@ -1,10 +1,5 @@
 """Bad input and unusual data through tools/train.py and tools/test.py, on the toy detection
-config: every failure names the file at fault and the fix; unusual images train.
-
-The helpers here (toy sets, --cfg-options for tiny runs) serve test_resume.py and
-test_distributed.py too."""
-import functools
-import importlib.util
+config: every failure names the file at fault and the fix; unusual images train."""
 import json
 from pathlib import Path
 
@@ -12,58 +7,17 @@ import numpy as np
 import pytest
 import torch
 from mmdet.models import DetTTAModel
-from mmdet.utils import register_all_modules
-from mmengine.config import Config
 from mmengine.model import BaseModel
-from mmengine.runner import CheckpointLoader
 from PIL import Image
 
-from mmambaout.datasets import TOY_COCO_CLASSES, make_toy_coco
+from helpers import log_of, metrics_of, run_test, run_train, toy_options
+from mmambaout.datasets import TOY_COCO_CLASSES
 from mmambaout.engine import NonFiniteLossError
 from mmambaout.engine.hooks import checkpoint_misfit, receiving_module
 from mmambaout.models.backbones.mambaout import MambaOut
-from mmambaout.registry import MMDET_MODELS
-
-REPO = Path(__file__).resolve().parents[1]
-CONFIG = str(REPO / 'configs' / 'toy' / 'mask_rcnn_mambaout_femto_toy.py')
-LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 
 
-def load_tool(name: str):
-    spec = importlib.util.spec_from_file_location(name, REPO / 'tools' / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-train_tool = load_tool('train')
-test_tool = load_tool('test')
-
-
-# ---------------------------------------------------------------- toy runs
-
-@functools.lru_cache()
-def resize_steps() -> dict:
-    """Dataloader → index of the Resize step in its pipeline (the lead tunes the toy config)."""
-    cfg = Config.fromfile(CONFIG)
-    return {loader: next(i for i, step in enumerate(cfg[loader].dataset.pipeline)
-                         if step.type == 'Resize') for loader in LOADERS}
-
-
-def toy_options(data_root, image_size: int = 64, epochs: int = 1, batch_size: int = 2) -> list:
-    """--cfg-options that train CONFIG on the set under ``data_root`` quickly and reproducibly:
-    small images, data loaded in the main process, a checkpoint and a validation every epoch."""
-    val_ann = f'{data_root}/annotations/instances_val.json'
-    options = [f'{loader}.{setting}' for loader in LOADERS for setting in (
-        f'dataset.data_root={data_root}', 'num_workers=0', 'persistent_workers=False',
-        f'batch_size={batch_size}',
-        f'dataset.pipeline.{resize_steps()[loader]}.scale=({image_size},{image_size})')]
-    return options + [
-        f'val_evaluator.ann_file={val_ann}', f'test_evaluator.ann_file={val_ann}',
-        f'train_cfg.max_epochs={epochs}', 'train_cfg.val_interval=1',
-        'default_hooks.checkpoint.interval=1', 'default_hooks.logger.interval=1',
-        'randomness.seed=0', 'randomness.deterministic=True']
-
+# ---------------------------------------------------------------- hand-made sets
 
 def write_rectangles_coco(root: Path, size, num_images: int = 4, with_objects: bool = True):
     """A COCO set in the toy layout (train and val alike): ``num_images`` grey images of
@@ -95,32 +49,6 @@ def write_json(path: Path, content) -> None:
     path.write_text(json.dumps(content))
 
 
-@pytest.fixture(autouse=True)
-def restore_checkpoint_loader(monkeypatch):
-    """The tools replace mmengine's local checkpoint loader process-wide: undo it after each
-    test."""
-    # A copy: registering a loader changes the table in place before replacing it.
-    monkeypatch.setattr(CheckpointLoader, '_schemes', dict(CheckpointLoader._schemes))
-
-
-@pytest.fixture(scope='module')
-def toy_root(tmp_path_factory):
-    """8 training and 2 validation images of the toy COCO set (160-256 px; the first of each
-    split holds no object); tests that change it copy it first."""
-    root = tmp_path_factory.mktemp('toy_coco')
-    make_toy_coco(root, num_train=8, num_val=2, seed=0)
-    return root
-
-
-def run_train(work_dir: Path, *options: str, flags=()) -> None:
-    train_tool.main([CONFIG, '--work-dir', str(work_dir), *flags, '--cfg-options', *options])
-
-
-def run_test(work_dir: Path, checkpoint, *options: str, flags=()) -> None:
-    test_tool.main([CONFIG, str(checkpoint), '--work-dir', str(work_dir), *flags,
-                    '--cfg-options', *options])
-
-
 def pretrained_backbone(checkpoint: Path) -> list:
     """--cfg-options that initialise the toy config's backbone from ``checkpoint``."""
     return ['model.backbone.init_cfg._delete_=True', 'model.backbone.init_cfg.type=Pretrained',
@@ -146,8 +74,7 @@ def test_unusual_images_train_and_validate(case, tmp_path, toy_root):
         write_rectangles_coco(data, (64, 80), with_objects=False)
     run_train(tmp_path / 'work', *toy_options(data, image_size=image_size), *options)
     assert (tmp_path / 'work' / 'epoch_1.pth').is_file()
-    (log, ) = (tmp_path / 'work').glob('*/*.log')
-    assert 'coco/bbox_mAP' in log.read_text()  # validation ran to the end
+    assert 'coco/bbox_mAP' in log_of(tmp_path / 'work')  # validation ran to the end
 
 
 # ---------------------------------------------------------------- dataset files
@@ -193,16 +120,6 @@ def truncated_copy(source: Path, destination: Path) -> Path:
     data = source.read_bytes()
     destination.write_bytes(data[:len(data) // 2])
     return destination
-
-
-@pytest.fixture
-def toy_detector_state(tmp_path) -> Path:
-    """A plain state dict of the toy detector (as a converted detector checkpoint would be)."""
-    register_all_modules()
-    cfg = Config.fromfile(CONFIG)
-    path = tmp_path / 'detector.pth'
-    torch.save(dict(state_dict=MMDET_MODELS.build(cfg.model).state_dict()), path)
-    return path
 
 
 @pytest.mark.parametrize('tool', ['train.py --resume', 'test.py'])
@@ -253,8 +170,7 @@ def test_detector_checkpoint_of_another_arch_names_key_and_shapes(tmp_path, toy_
 
 def test_fitting_detector_checkpoint_tests(tmp_path, toy_root, toy_detector_state):
     run_test(tmp_path / 'work', toy_detector_state, *toy_options(toy_root))
-    (metrics, ) = (tmp_path / 'work').glob('*/*.json')
-    assert 'coco/bbox_mAP' in json.loads(metrics.read_text())
+    assert 'coco/bbox_mAP' in metrics_of(tmp_path / 'work')
 
 
 def test_checkpoint_misfit_names_first_other_shape_then_first_missing_tensor():

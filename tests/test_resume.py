@@ -16,9 +16,8 @@ import torch
 from mmengine.logging import HistoryBuffer
 from mmengine.runner.checkpoint import _load_checkpoint
 
+from helpers import REPO, TOY_DET_CONFIG, run_test, toy_options
 from mmambaout.utils.checkpoint_io import use_checkpoint_loader
-from test_reliability import (CONFIG, REPO, restore_checkpoint_loader,  # noqa: F401
-                              run_test, toy_detector_state, toy_options, toy_root)
 
 KILL_TIMEOUT_S = 600
 
@@ -27,8 +26,8 @@ def train_process(work_dir: Path, options, *flags, log: Path) -> subprocess.Pope
     """tools/train.py in a process of its own (so that it can be killed), output to ``log``."""
     with open(log, 'w') as output:
         return subprocess.Popen(
-            [sys.executable, 'tools/train.py', CONFIG, '--work-dir', str(work_dir), *flags,
-             '--cfg-options', *options],
+            [sys.executable, 'tools/train.py', TOY_DET_CONFIG, '--work-dir', str(work_dir),
+             *flags, '--cfg-options', *options],
             cwd=REPO, stdout=output, stderr=subprocess.STDOUT,
             env=dict(os.environ, OMP_NUM_THREADS='1'))
 
@@ -128,7 +127,7 @@ def test_refused_pickle_runs_no_code(tmp_path):
 
 
 @pytest.fixture
-def foreign_detector_checkpoint(tmp_path, toy_detector_state) -> Path:  # noqa: F811
+def foreign_detector_checkpoint(tmp_path, toy_detector_state) -> Path:
     """The toy detector's weights with an mmengine message hub, outside any work dir."""
     checkpoint = torch.load(toy_detector_state)
     checkpoint['message_hub'] = dict(loss=HistoryBuffer())

@@ -1,5 +1,7 @@
-"""The compiled CPU selective scan (backend 'cpu') against the reference loop, values and gradients,
-and how ``selective_scan`` chooses it, refuses it, or falls back when it is not built."""
+"""What only the compiled CPU selective scan (backend 'cpu') has: its chunking, fused softplus,
+instruction sets and determinism, and how ``selective_scan`` chooses it, refuses it, or falls back
+when it is not built. test_selective_scan.py checks it with the other backends."""
+import importlib
 import sys
 
 import pytest
@@ -7,7 +9,7 @@ import torch
 
 import mmambaout.ops
 from mmambaout.ops import selective_scan
-from test_selective_scan import CASES, assert_close, make_inputs, run
+from test_selective_scan import assert_close, make_inputs, run, run_semantics
 
 dispatcher = sys.modules['mmambaout.ops.selective_scan']  # the module, not the function
 try:  # not skipped: `make install` builds it, and CI must see when it does not
@@ -15,19 +17,6 @@ try:  # not skipped: `make install` builds it, and CI must see when it does not
 except ImportError as error:
     raise ImportError(f'the compiled CPU kernel does not import; {dispatcher.BUILD_HINT}') \
         from error
-
-
-@pytest.mark.parametrize('state,groups,options', CASES)
-@pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16, torch.float16],
-                         ids=['fp32', 'bf16', 'fp16'])
-def test_matches_reference(state, groups, options, dtype):
-    # chunks of 4 over L = 37: a remainder; D, z, delta_bias and softplus all on or all off
-    inputs = make_inputs(state=state, groups=groups, options=options, dtype=dtype)
-    expected = run('reference', inputs, delta_softplus=options)
-    actual = run('cpu', inputs, delta_softplus=options, chunk_size=4)
-    assert actual['out'].dtype == dtype
-    # half precision: both compute in fp32 from the same inputs; only the final rounding differs
-    assert_close(actual, expected, 1e-4 if dtype == torch.float32 else 1e-2)
 
 
 @pytest.mark.parametrize('chunk_size', [2, 3, 36, 37, 64])
@@ -39,49 +28,65 @@ def test_chunk_sizes(chunk_size, length):
                  run('reference', inputs, delta_softplus=True), 1e-4)
 
 
-@pytest.mark.parametrize('step', [9.9, 20., 200.])
-def test_gradients_where_each_step_forgets_almost_all(step):
-    # a_t = e^-step: below float32's resolution of h_t (200: exp underflows to 0), so ∂/∂(Δ·A)
-    # must come from gh_t·a_t·h_{t-1}, not gh_t·(h_t - x_t)
-    inputs = make_inputs(options=False)
-    inputs.update(delta=torch.full_like(inputs['delta'], step), A=-torch.ones_like(inputs['A']))
-    assert_close(run('cpu', inputs, chunk_size=16), run('reference', inputs), 1e-4)
+@pytest.fixture
+def instruction_set():
+    """Sets the kernel's instruction set for a test (``instruction_set(name)``), then the best
+    again."""
+    yield cpu_scan.use_instruction_set
+    cpu_scan.use_instruction_set(next(name for name, runs in cpu_scan.INSTRUCTION_SETS.items()
+                                      if runs))
 
 
-def test_softplus_on_both_sides_of_its_threshold():
-    # delta + bias from about -60 to 60: softplus ≈ e^v (tiny Δ) up to v itself (torch switches to
-    # v above 20), with decays from ~1 down to underflow
-    inputs = make_inputs(state=4)
-    inputs['delta'] = 20 * torch.randn(inputs['delta'].shape,
-                                       generator=torch.Generator().manual_seed(2))
-    assert inputs['delta'].min() < -40 and inputs['delta'].max() > 40
-    assert_close(run('cpu', inputs, delta_softplus=True),
-                 run('reference', inputs, delta_softplus=True), 1e-4)
+@pytest.mark.parametrize('name', ['avx512', 'avx2', 'baseline'])
+def test_every_instruction_set_against_float64(instruction_set, name):
+    """Each copy the CPU runs: blocks of 5 channels · 3 states (the recurrence's 8-, 4- and 1-row
+    widths), time loops with vector remainders (L = 37)."""
+    if not cpu_scan.INSTRUCTION_SETS.get(name):
+        pytest.skip(f'this CPU cannot run {name}' if name in cpu_scan.INSTRUCTION_SETS
+                    else f'{name} is not compiled for this CPU architecture')
+    instruction_set(name)
+    assert cpu_scan.instruction_set() == name
+    inputs = make_inputs(dim=10, state=3, groups=2)  # 5 channels a group
+    assert_close(run('cpu', inputs, delta_softplus=True), run_semantics(inputs), 1e-4)
 
 
-@pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16], ids=['bf16', 'fp16'])
-def test_half_precision_large_delta_is_finite(dtype):
-    # softplus(Δ) up to ~60 with A down to -e^2.5: decays of e^-700 underflow, nothing overflows
-    inputs = make_inputs(state=16, dtype=dtype, delta_scale=20.)
-    actual = run('cpu', inputs, delta_softplus=True)
-    for name, value in actual.items():
-        assert torch.isfinite(value).all(), name
-    assert_close(actual, run('reference', inputs, delta_softplus=True), 1e-2)
+def test_instruction_set_from_the_environment(monkeypatch, instruction_set):
+    monkeypatch.setenv(cpu_scan.ISA_VARIABLE, 'baseline')
+    importlib.reload(cpu_scan)
+    assert cpu_scan.instruction_set() == 'baseline'
+    monkeypatch.setenv(cpu_scan.ISA_VARIABLE, 'avx1')
+    with pytest.raises(ValueError, match=r"no instruction set 'avx1'; this build has .*baseline "
+                                         r"\(asked for by MMAMBAOUT_CPU_SCAN_ISA=avx1\)"):
+        importlib.reload(cpu_scan)
 
 
-@pytest.mark.parametrize('threads', [1, 3, 8])
-def test_same_gradients_whatever_the_threads(threads):
-    # the backward cuts a group's channels into one run per thread (here 1, 3 or 8 of the 8
-    # channels, batch 1, one group), each with its own part of ∂B and ∂C, summed afterwards
-    inputs = make_inputs(batch=1, dim=8, state=2, groups=1)
-    expected = run('reference', inputs, delta_softplus=True)
+def test_instruction_sets_the_cpu_lacks_are_refused(monkeypatch, instruction_set):
+    monkeypatch.setitem(cpu_scan.INSTRUCTION_SETS, 'avx512', False)
+    monkeypatch.setitem(cpu_scan.INSTRUCTION_SETS, 'avx2', False)
+    with pytest.raises(ValueError, match="this CPU cannot run instruction set 'avx512'; it runs "
+                                         "baseline$"):
+        instruction_set('avx512')
+    with pytest.raises(ValueError, match="no instruction set 'sse2'"):
+        instruction_set('sse2')
+
+
+def test_same_bits_at_every_run_and_thread_count():
+    """The work is cut by the shapes alone: 64 channels in one group and batch give 4 runs of 16
+    channels whatever the threads (cut by the thread count, ∂B and ∂C were summed from 1 to 8
+    parts, with other roundings); two runs on 2 threads, and 1, 3 and 8 threads."""
+    inputs = make_inputs(batch=1, dim=64, state=2, groups=1, length=100)
     before = torch.get_num_threads()
-    torch.set_num_threads(threads)
+    results = []
     try:
-        actual = run('cpu', inputs, delta_softplus=True, chunk_size=8)
+        for threads in (2, 2, 1, 3, 8):
+            torch.set_num_threads(threads)
+            results.append(run('cpu', inputs, delta_softplus=True, chunk_size=16))
     finally:
         torch.set_num_threads(before)
-    assert_close(actual, expected, 1e-4)
+    assert_close(results[0], run('reference', inputs, delta_softplus=True), 1e-4)
+    for threads, result in zip((2, 1, 3, 8), results[1:]):
+        for name, value in result.items():
+            assert torch.equal(value, results[0][name]), f'{name} on {threads} threads'
 
 
 def test_auto_is_cpu_for_cpu_tensors(monkeypatch):

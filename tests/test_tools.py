@@ -1,7 +1,6 @@
 """tools/train.py, tools/test.py, the launch scripts and get_flops: argument handling, the
 config changes each flag makes for mmdet and mmseg configs, the file checks, and the changes a
 machine without a GPU needs. The end-to-end toy training lives in the lead's tests."""
-import importlib.util
 import logging
 import os
 import re
@@ -15,24 +14,13 @@ from mmengine.logging import HistoryBuffer, MMLogger
 from mmengine.runner import CheckpointLoader
 from mmengine.runner.checkpoint import _load_checkpoint
 
+from helpers import REPO, load_tool, test_tool, train_tool
 from mmambaout.utils import runtime
 from mmambaout.utils.data_check import check_dataset_files
 
-REPO = Path(__file__).resolve().parents[1]
 DET_CONFIG = REPO / 'configs' / 'mask_rcnn_mambaout_tiny_coco.py'
 SEG_BASES = ['mmseg::_base_/models/upernet_r50.py', 'mmseg::_base_/datasets/ade20k.py',
              'mmseg::_base_/default_runtime.py', 'mmseg::_base_/schedules/schedule_160k.py']
-
-
-def load_tool(relative_path: str):
-    spec = importlib.util.spec_from_file_location(Path(relative_path).stem, REPO / relative_path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-train_tool = load_tool('tools/train.py')
-test_tool = load_tool('tools/test.py')
 get_flops = load_tool('tools/analysis/get_flops.py')
 
 
@@ -82,7 +70,9 @@ def run_config(launcher='none', wrapper='AmpOptimWrapper', **extra) -> Config:
 # ---------------------------------------------------------------- arguments
 
 def test_train_arguments(monkeypatch):
-    monkeypatch.delenv('LOCAL_RANK', raising=False)
+    # parse_args sets LOCAL_RANK: in a copy of the environment, which the next tests do not see
+    # (with LOCAL_RANK 3 left set, check_pretrained_files would skip every download)
+    monkeypatch.setattr(os, 'environ', {k: v for k, v in os.environ.items() if k != 'LOCAL_RANK'})
 
     def parse(*argv):
         return runtime.parse_args(train_tool.build_parser(), list(argv))

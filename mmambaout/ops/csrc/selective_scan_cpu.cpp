@@ -9,20 +9,26 @@
 // chunk; the backward walks the chunks from the last, recomputes their states from those, and
 // runs the adjoint gh_t = C_t·gy_t + a_{t+1}·gh_{t+1} backwards the same way. What channels
 // share (A, D, bias across batches; B, C across a group's channels) is summed from per-task
-// parts afterwards: no races, and the same result at every run with the same thread count.
+// parts afterwards: no races. How the work is cut depends on the shapes only, never on the
+// number of threads, so every run gives the same bits at any thread count.
 //
 // exp and log1p are written out (branch-free polynomials, no libm calls) so that their loops
-// vectorise; the hot functions are compiled for AVX-512, AVX2 + FMA and baseline x86-64, picked
-// when the module loads, so one build runs on any x86-64 at the best width it offers.
+// vectorise; the hot functions are compiled for AVX-512, AVX2 + FMA and baseline x86-64, and the
+// best one the CPU runs is used unless use_instruction_set picks another (cpu_scan.py), so one
+// build runs on any x86-64 at the best width it offers.
 #include <torch/extension.h>
 
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <iterator>
 #include <limits>
+#include <string>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -30,12 +36,6 @@ namespace {
 using torch::Tensor;
 
 #define ALWAYS_INLINE inline __attribute__((always_inline))
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define MULTIVERSIONED \
-  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define MULTIVERSIONED
-#endif
 
 // e^x to ~1e-7 relative: e^x = 2^k·e^r, k = round(x / ln 2), |r| <= ln 2 / 2, e^r by Cephes'
 // expf polynomial. 0 from about -87 down (the clamp makes 2^(k-1) = 0 there: float32's
@@ -117,6 +117,7 @@ struct Problem {
   // Channels per buffer block: enough (channel, state) rows for independent chains in the
   // recurrence, few enough for the buffers to stay in L2.
   int64_t block() const { return std::max<int64_t>(1, 16 / state); }
+  int64_t blocks() const { return (channels() + block() - 1) / block(); }  // per group
 };
 
 // Rows of a run of K channels over one chunk of time: per channel Δ, Δ·u (and softplus'
@@ -185,7 +186,7 @@ struct ChunkRows {
 };
 
 // y, last state and the state before every chunk of channels c0..c0+count-1 (one group).
-MULTIVERSIONED void forward_channels(const Problem& p, int64_t batch, int64_t c0, int64_t count,
+ALWAYS_INLINE void forward_channels(const Problem& p, int64_t batch, int64_t c0, int64_t count,
                                      float* y, float* last_state, float* chunk_states) {
   const int64_t N = p.state, T = p.chunk, L = p.length;
   const int64_t group = c0 / p.channels();
@@ -218,9 +219,9 @@ struct Gradients {
 };
 
 // Gradients of channels c0..c0+K-1 (one buffer block) of `batch`; the B and C parts accumulate.
-MULTIVERSIONED void backward_block(const Problem& p, const float* grad_y, const float* grad_last,
-                                   const float* chunk_states, int64_t batch, int64_t c0,
-                                   int64_t K, Gradients g) {
+ALWAYS_INLINE void backward_block(const Problem& p, const float* grad_y, const float* grad_last,
+                                  const float* chunk_states, int64_t batch, int64_t c0, int64_t K,
+                                  Gradients g) {
   const int64_t N = p.state, T = p.chunk, L = p.length, KN = K * N;
   const int64_t group = c0 / p.channels();
   const float *B = p.B + (batch * p.groups + group) * N * L,
@@ -301,6 +302,70 @@ MULTIVERSIONED void backward_block(const Problem& p, const float* grad_y, const 
   std::copy(grad_bias, grad_bias + K, g.bias + batch * p.dim + c0);
 }
 
+// One copy of the hot functions per instruction set: each inlines the functions above, which
+// GCC then vectorises at that set's width. `runs` says whether this CPU can execute the copy.
+struct InstructionSet {
+  const char* name;
+  bool (*runs)();
+  void (*forward_channels)(const Problem&, int64_t, int64_t, int64_t, float*, float*, float*);
+  void (*backward_block)(const Problem&, const float*, const float*, const float*, int64_t,
+                         int64_t, int64_t, Gradients);
+};
+
+#define INSTRUCTION_SET(NAME, TARGET, RUNS)                                                     \
+  TARGET void forward_channels_##NAME(const Problem& p, int64_t batch, int64_t c0,             \
+                                      int64_t count, float* y, float* last_state,              \
+                                      float* chunk_states) {                                   \
+    forward_channels(p, batch, c0, count, y, last_state, chunk_states);                        \
+  }                                                                                            \
+  TARGET void backward_block_##NAME(const Problem& p, const float* grad_y,                     \
+                                    const float* grad_last, const float* chunk_states,         \
+                                    int64_t batch, int64_t c0, int64_t K, Gradients g) {       \
+    backward_block(p, grad_y, grad_last, chunk_states, batch, c0, K, g);                       \
+  }                                                                                            \
+  bool runs_##NAME() { return RUNS; }                                                          \
+  constexpr InstructionSet NAME##_set{#NAME, runs_##NAME, forward_channels_##NAME,             \
+                                      backward_block_##NAME};
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+// the x86-64 levels: v4 = AVX-512 F/BW/CD/DQ/VL, v3 = AVX2 + FMA (+ BMI, F16C, ...)
+INSTRUCTION_SET(avx512, __attribute__((target("arch=x86-64-v4"))),
+                (__builtin_cpu_init(), __builtin_cpu_supports("x86-64-v4")))
+INSTRUCTION_SET(avx2, __attribute__((target("arch=x86-64-v3"))),
+                (__builtin_cpu_init(), __builtin_cpu_supports("x86-64-v3")))
+INSTRUCTION_SET(baseline, , true)
+const InstructionSet* const kInstructionSets[] = {&avx512_set, &avx2_set, &baseline_set};
+#else
+INSTRUCTION_SET(baseline, , true)
+const InstructionSet* const kInstructionSets[] = {&baseline_set};
+#endif
+
+// the first (best) set this CPU runs, until use_instruction_set picks another
+std::atomic<const InstructionSet*> active_set{[] {
+  for (const InstructionSet* set : kInstructionSets)
+    if (set->runs()) return set;
+  return kInstructionSets[std::size(kInstructionSets) - 1];
+}()};
+
+// (name, whether this CPU runs it) of every compiled set, best first
+std::vector<std::pair<std::string, bool>> instruction_sets() {
+  std::vector<std::pair<std::string, bool>> sets;
+  for (const InstructionSet* set : kInstructionSets) sets.emplace_back(set->name, set->runs());
+  return sets;
+}
+
+void use_instruction_set(const std::string& name) {
+  for (const InstructionSet* set : kInstructionSets) {
+    if (name != set->name) continue;
+    TORCH_CHECK(set->runs(), "selective_scan cpu kernel: this CPU cannot run ", name);
+    active_set = set;
+    return;
+  }
+  TORCH_CHECK(false, "selective_scan cpu kernel: no instruction set ", name, " in this build");
+}
+
+std::string instruction_set() { return active_set.load()->name; }
+
 const float* data_or_null(const c10::optional<Tensor>& tensor) {
   return tensor ? tensor->data_ptr<float>() : nullptr;
 }
@@ -319,6 +384,11 @@ Problem problem(const Tensor& u, const Tensor& delta, const Tensor& A, const Ten
                  data_or_null(delta_bias), softplus, u.size(0), u.size(1), B.size(1), A.size(1),
                  length, chunk, (length + chunk - 1) / chunk};
 }
+
+// How the backward cuts a group's channels into runs, one task each: runs of kRunChannels
+// channels at least, whose own parts of ∂B and ∂C (N·L floats each, to zero, fill and sum) cost
+// little beside their scans, into kBackwardTasks tasks or fewer, enough for most machines' threads.
+constexpr int64_t kRunChannels = 16, kBackwardTasks = 64;
 
 // (batch, group, j) for task i, where each group's channels are cut into `per_group` runs.
 struct Runs {
@@ -341,13 +411,14 @@ std::vector<Tensor> forward(const Tensor& u, const Tensor& delta, const Tensor& 
   Tensor y = torch::empty_like(u);
   Tensor last_state = u.new_empty({p.batch, p.dim, p.state});
   Tensor chunk_states = u.new_empty({p.batch, p.dim, p.state, p.num_chunks});
-  const Runs runs{p.groups, p.channels(), (p.channels() + p.block() - 1) / p.block()};
+  const Runs runs{p.groups, p.channels(), p.blocks()};
   float *y_data = y.data_ptr<float>(), *last_data = last_state.data_ptr<float>(),
         *chunk_data = chunk_states.data_ptr<float>();
+  const auto forward_run = active_set.load()->forward_channels;
   at::parallel_for(0, runs.tasks(p.batch), 1, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       const auto [c0, count] = runs.channels_of(i);
-      forward_channels(p, runs.batch_of(i), c0, count, y_data, last_data, chunk_data);
+      forward_run(p, runs.batch_of(i), c0, count, y_data, last_data, chunk_data);
     }
   });
   return {y, last_state, chunk_states};
@@ -363,11 +434,11 @@ std::vector<Tensor> backward(const Tensor& grad_y, const Tensor& grad_last_state
   for (const Tensor* t : {&grad_y, &grad_last_state, &chunk_states})
     TORCH_CHECK(t->scalar_type() == torch::kFloat32 && t->is_contiguous(),
                 "selective_scan cpu kernel: gradients must be contiguous float32");
-  // enough runs for every thread; more would only multiply the B and C parts to sum
-  const int64_t per_group = std::min(
-      p.channels(), std::max<int64_t>(1, (at::get_num_threads() + p.batch * p.groups - 1) /
-                                             (p.batch * p.groups)));
+  // from the shapes alone: cut by the thread count, the parts would sum to other bits
+  const int64_t per_group = std::max<int64_t>(
+      1, std::min(p.channels() / kRunChannels, kBackwardTasks / (p.batch * p.groups)));
   const Runs runs{p.groups, p.channels(), per_group};
+  const auto backward_run = active_set.load()->backward_block;
   Tensor grad_u = torch::empty_like(u), grad_delta = torch::empty_like(delta);
   Tensor grad_A = u.new_empty({p.batch, p.dim, p.state});
   Tensor grad_D = u.new_empty({p.batch, p.dim}), grad_bias = u.new_empty({p.batch, p.dim});
@@ -385,8 +456,8 @@ std::vector<Tensor> backward(const Tensor& grad_y, const Tensor& grad_last_state
                         grad_bias.data_ptr<float>(), grad_B.data_ptr<float>() + i * part,
                         grad_C.data_ptr<float>() + i * part};
       for (int64_t c0 = first; c0 < first + count; c0 += p.block()) {
-        backward_block(p, grad_y_data, grad_last_data, chunk_data, runs.batch_of(i), c0,
-                       std::min(p.block(), first + count - c0), g);
+        backward_run(p, grad_y_data, grad_last_data, chunk_data, runs.batch_of(i), c0,
+                     std::min(p.block(), first + count - c0), g);
       }
     }
   });
@@ -405,4 +476,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "The selective scan on CPUs, fused: forward and backward (see cpu_scan.py)";
   m.def("forward", &forward, "y, last state, state before every chunk");
   m.def("backward", &backward, "gradients of u, delta, A, B, C, D, delta_bias");
+  m.def("instruction_sets", &instruction_sets,
+        "(name, whether this CPU runs it) of every compiled instruction set, best first");
+  m.def("use_instruction_set", &use_instruction_set, "run the copy compiled for this one");
+  m.def("instruction_set", &instruction_set, "the instruction set in use");
 }
