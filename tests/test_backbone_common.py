@@ -1,6 +1,5 @@
 """What MambaOut and VMamba share through HierarchicalBackbone: freezing, activation
 checkpointing, stochastic depth and argument checks, tested once for both."""
-import itertools
 
 import pytest
 import torch
